@@ -1,1 +1,58 @@
-"""placeholder"""
+"""ddpm_utils: the small, tested package behind the book *DDPM from Scratch*.
+
+One module per idea of the book: ``schedules`` (β_t and every coefficient built from it),
+``forward`` (q(x_t | x_0)), ``posterior`` (q(x_{t-1} | x_t, x_0)), ``targets`` (ε, x_0, v),
+``reverse`` (p_θ(x_{t-1} | x_t)), ``losses`` (L_simple and the bound in bits/dim),
+``samplers`` (DDPM, DDIM), ``oracle`` (the exact predictor for Gaussian mixtures), ``models``,
+``training``, ``data``, ``metrics``, ``run`` (run presets) and ``plotting``.
+
+Timestep convention
+-------------------
+The code's index ``t`` runs over ``0, …, T-1`` and is the paper's timestep ``t + 1``:
+``alpha_bars[t]`` is ᾱ_{t+1}, ``alpha_bars_prev[0] = 1`` is ᾱ_0, and code index 0 is the last
+reverse step, the one that produces x_0. Every ``t`` argument is a long tensor of shape ``(B,)``.
+
+Models
+------
+A model is any callable ``model(xt, t) -> prediction`` with the prediction shaped like ``xt``.
+
+Importing this package imports torch and nothing heavier; matplotlib, torchvision, tqdm and
+ipywidgets are imported by the functions that use them.
+"""
+
+from .forward import Gaussian, q_mean_variance, q_sample, q_step
+from .losses import (
+    VLB,
+    discretized_gaussian_log_likelihood,
+    kl_weight,
+    l_simple,
+    mean_flat,
+    nll_bits_per_dim,
+    normal_kl,
+    prior_bpd,
+    vlb_terms,
+)
+from .oracle import GaussianMixture, MixtureOracle
+from .posterior import Posterior, q_posterior
+from .reverse import ReverseStep, p_mean_variance, reverse_variance
+from .samplers import ddim_sample, ddpm_sample, respace, timestep_subsequence
+from .schedules import (
+    Schedule,
+    append_dims,
+    check_timesteps,
+    extract,
+    make_schedule,
+    schedule_from_betas,
+)
+from .targets import (
+    Prediction,
+    eps_to_x0,
+    split_prediction,
+    training_target,
+    v_to_eps,
+    v_to_x0,
+    x0_eps_to_v,
+    x0_to_eps,
+)
+
+__version__ = "0.1.0"

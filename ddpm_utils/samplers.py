@@ -1,0 +1,161 @@
+"""Samplers: ancestral DDPM (Ho et al. Algorithm 2) and DDIM (Song et al. 2021).
+
+Both have one shape of signature: ``(model, schedule, shape_or_xT, …, generator, callback)``
+and return x_0. ``shape_or_xT`` is either the shape of the batch to draw (x_T ~ N(0, I) is drawn
+on the schedule's device) or x_T itself. ``callback(t, xt, x0_pred)`` is called once per step,
+before the step is taken, with the code index t, the current x_t and the model's x̂_0.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from .reverse import Model, Variance, p_mean_variance
+from .schedules import Schedule, schedule_from_betas
+from .targets import Target, split_prediction
+
+Callback = Callable[[int, Tensor, Tensor], None]
+
+
+def timestep_subsequence(T: int, steps: int | Sequence[int] | None) -> Tensor:
+    """The code indices a sampler visits, increasing.
+
+    ``None`` means all T steps; an int ``n`` means n indices evenly spaced from 0 to T-1,
+    rounded (both ends included, so sampling starts at the noisiest step, where x_T ~ N(0, I)
+    is right — the "trailing" choice of Lin et al. 2024); a sequence is used as given.
+    """
+    if steps is None:
+        return torch.arange(T)
+    if isinstance(steps, int):
+        if not 1 <= steps <= T:
+            raise ValueError(f"steps must lie in [1, T={T}], got {steps}")
+        if steps == 1:
+            return torch.tensor([T - 1])
+        return torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long()
+    ts = torch.as_tensor(list(steps), dtype=torch.long)
+    if ts.ndim != 1 or ts.numel() == 0 or (ts[1:] <= ts[:-1]).any() or ts[0] < 0 or ts[-1] >= T:
+        raise ValueError(f"a step sequence must be strictly increasing code indices in [0, {T - 1}]")
+    return ts
+
+
+def respace(schedule: Schedule, timesteps: Tensor) -> Schedule:
+    """The schedule of a shorter chain that visits only ``timesteps`` (Nichol & Dhariwal Sec. 4).
+
+    Its ᾱ at step i equals the original ᾱ at ``timesteps[i]``, so a model trained on the long
+    chain serves the short one: β'_i = 1 - ᾱ_{τ_i} / ᾱ_{τ_{i-1}}.
+    """
+    log_alpha_bars = torch.cumsum(torch.log1p(-schedule.betas.double().cpu()), dim=0)
+    chosen = log_alpha_bars[timesteps.cpu()]
+    previous = torch.cat([torch.zeros(1, dtype=torch.float64), chosen[:-1]])
+    betas = -torch.expm1(chosen - previous)
+    return schedule_from_betas(betas, kind=f"{schedule.kind}-respaced").to(schedule.device)
+
+
+def _start(schedule: Schedule, model: Model, shape_or_xT, generator) -> Tensor:
+    device = schedule.device
+    if isinstance(model, torch.nn.Module):
+        param = next(model.parameters(), None)
+        if param is not None and param.device != device:
+            raise ValueError(f"the model is on {param.device} but the schedule is on {device}; move one")
+    if isinstance(shape_or_xT, Tensor):
+        if shape_or_xT.device != device:
+            raise ValueError(f"x_T is on {shape_or_xT.device} but the schedule is on {device}")
+        return shape_or_xT
+    return torch.randn(tuple(shape_or_xT), generator=generator, device=device)
+
+
+def _steps(indices: Sequence[int], progress: bool, desc: str):
+    if not progress:
+        return indices
+    from tqdm.auto import tqdm
+
+    return tqdm(indices, desc=desc, unit="step")
+
+
+@torch.no_grad()
+def ddpm_sample(
+    model: Model,
+    schedule: Schedule,
+    shape_or_xT: Sequence[int] | Tensor,
+    variance: Variance = "beta_tilde",
+    target: Target = "eps",
+    clip_x0: bool = False,
+    steps: int | Sequence[int] | None = None,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    progress: bool = False,
+) -> Tensor:
+    """Ancestral sampling, Ho et al. Algorithm 2.
+
+    For t = T, …, 1: x_{t-1} = μ_θ(x_t, t) + σ_t z with z ~ N(0, I), and no noise on the last
+    step (it returns the mean). ``steps`` visits a subsequence of the T steps through the
+    respaced chain of :func:`respace`. ``clip_x0`` clamps x̂_0 to [-1, 1] (images only).
+    """
+    xt = _start(schedule, model, shape_or_xT, generator)
+    ts = timestep_subsequence(schedule.T, steps).to(schedule.device)
+    if steps is None:
+        chain, chain_model = schedule, model
+    else:
+        chain = respace(schedule, ts)
+
+        def chain_model(x: Tensor, i: Tensor) -> Tensor:  # the short chain's index i → the model's t
+            return model(x, ts[i])
+
+    for i in _steps(range(len(ts) - 1, -1, -1), progress, "DDPM"):
+        i_batch = torch.full((xt.shape[0],), i, device=xt.device, dtype=torch.long)
+        # 1. the model's Gaussian p_θ(x_{t-1} | x_t) — Ho et al. Eq. 11
+        step = p_mean_variance(chain_model, chain, xt, i_batch, target, variance, clip_x0)
+        if callback is not None:
+            callback(int(ts[i]), xt, step.x0)
+        # 2. sample from it; the last step returns the mean — Algorithm 2, line 4
+        if i > 0:
+            noise = torch.randn(xt.shape, generator=generator, device=xt.device, dtype=xt.dtype)
+            xt = step.mean + torch.exp(0.5 * step.log_variance) * noise
+        else:
+            xt = step.mean
+    return xt
+
+
+@torch.no_grad()
+def ddim_sample(
+    model: Model,
+    schedule: Schedule,
+    shape_or_xT: Sequence[int] | Tensor,
+    steps: int | Sequence[int] | None = 50,
+    eta: float = 0.0,
+    target: Target = "eps",
+    clip_x0: bool = False,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    progress: bool = False,
+) -> Tensor:
+    """DDIM (Song et al. 2021, Eq. 12) on a subsequence of ``steps`` timesteps.
+
+    x_{t'} = √ᾱ_{t'} x̂_0 + √(1-ᾱ_{t'} - σ²) ε̂ + σ z, with t' the previous visited step and
+    σ = η √((1-ᾱ_{t'})/(1-ᾱ_t)) √(1-ᾱ_t/ᾱ_{t'}) (Eq. 16). η = 0 is deterministic; η = 1 on all
+    T steps is the DDPM sampler with σ_t² = β̃_t.
+    """
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    xt = _start(schedule, model, shape_or_xT, generator)
+    ts = timestep_subsequence(schedule.T, steps).tolist()
+    alpha_bars = schedule.alpha_bars.double().cpu()
+    for i in _steps(range(len(ts) - 1, -1, -1), progress, "DDIM"):
+        t = ts[i]
+        ab = alpha_bars[t].item()
+        ab_prev = alpha_bars[ts[i - 1]].item() if i > 0 else 1.0  # ᾱ of the step we move to
+        t_batch = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
+        # 1. predict x̂_0 and ε̂ from the model output
+        pred = split_prediction(schedule, xt, t_batch, model(xt, t_batch), target, clip_x0)
+        if callback is not None:
+            callback(t, xt, pred.x0)
+        # 2. the noise level of this step — Eq. 16
+        sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)) ** 0.5
+        # 3. point back along ε̂ to the noise level of t' — Eq. 12
+        xt = ab_prev**0.5 * pred.x0 + max(1 - ab_prev - sigma**2, 0.0) ** 0.5 * pred.eps
+        if sigma > 0:
+            xt = xt + sigma * torch.randn(xt.shape, generator=generator, device=xt.device, dtype=xt.dtype)
+    return xt
