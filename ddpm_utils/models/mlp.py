@@ -1,0 +1,78 @@
+"""A small residual MLP denoiser for the 1-D and 2-D toy data sets.
+
+``model(xt, t) -> prediction`` with ``xt`` of shape ``(B, data_dim)`` (or ``(B,)`` when
+``data_dim == 1``) and ``t`` the integer timestep index of shape ``(B,)``; the prediction
+(ε, x0 or v — the model does not care which) has the shape of ``xt``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .embedding import TimeEmbedding, check_timestep_batch
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """Size of an MLP denoiser. The defaults (~134k parameters) learn the 2-D toy mixtures."""
+
+    data_dim: int = 2  # dimension of one data point: 1 or 2 for the toys
+    hidden: int = 128  # width of every hidden layer
+    depth: int = 3  # number of residual blocks, each of which sees the time embedding
+    time_dim: int = 64  # width of the sinusoidal features and of the learned time embedding
+
+    def __post_init__(self) -> None:
+        for name in ("data_dim", "hidden", "depth"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"MLPConfig.{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.time_dim < 2:
+            raise ValueError(f"MLPConfig.time_dim must be ≥ 2, got {self.time_dim}")
+
+
+class ResidualMLPBlock(nn.Module):
+    """h + Linear(SiLU(Linear(SiLU(LayerNorm(h))) + W_t·SiLU(emb))) — the MLP twin of the UNet block."""
+
+    def __init__(self, hidden: int, time_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.fc1 = nn.Linear(hidden, hidden)
+        self.time_proj = nn.Linear(time_dim, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        z = self.fc1(F.silu(self.norm(h))) + self.time_proj(F.silu(emb))  # (B, hidden)
+        return h + self.fc2(F.silu(z))  # (B, hidden)
+
+
+class MLPDenoiser(nn.Module):
+    """Linear in → ``depth`` residual blocks (time embedding added in each) → LayerNorm, SiLU, Linear out."""
+
+    def __init__(self, config: MLPConfig = MLPConfig()):
+        super().__init__()
+        self.config = config
+        self.time_embedding = TimeEmbedding(config.time_dim)
+        self.linear_in = nn.Linear(config.data_dim, config.hidden)
+        self.blocks = nn.ModuleList(
+            ResidualMLPBlock(config.hidden, config.time_dim) for _ in range(config.depth)
+        )
+        self.norm_out = nn.LayerNorm(config.hidden)
+        self.linear_out = nn.Linear(config.hidden, config.data_dim)
+
+    def forward(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        d = self.config.data_dim
+        flat = xt.ndim == 1 and d == 1  # (B,) toy data: treat as (B, 1) and give (B,) back
+        if not (flat or (xt.ndim == 2 and xt.shape[1] == d)):
+            allowed = f"(B, {d}) or (B,)" if d == 1 else f"(B, {d})"
+            raise ValueError(f"xt must have shape {allowed} for data_dim={d}, got {tuple(xt.shape)}")
+        check_timestep_batch(t, xt.shape[0])
+
+        h = self.linear_in(xt[:, None] if flat else xt)  # (B, hidden)
+        emb = self.time_embedding(t)  # (B, time_dim)
+        for block in self.blocks:
+            h = block(h, emb)  # (B, hidden)
+        out = self.linear_out(F.silu(self.norm_out(h)))  # (B, data_dim)
+        return out[:, 0] if flat else out
