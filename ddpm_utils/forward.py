@@ -52,7 +52,7 @@ def q_mean_variance(schedule: Schedule, x0: Tensor, t: Tensor) -> Gaussian:
     Math: q(x_t | x_0) = N(√ᾱ_t x_0, (1-ᾱ_t) I) — book Eq. (forward-closed-form), Ho et al. Eq. 4.
     """
     check_timesteps(schedule, t, x0)
-    variance = extract(1.0 - schedule.alpha_bars, t, x0)
+    variance = extract(schedule.one_minus_alpha_bars, t, x0)
     return Gaussian(extract(schedule.sqrt_alpha_bars, t, x0) * x0, variance, torch.log(variance))
 
 

@@ -71,7 +71,7 @@ def kl_weight(schedule: Schedule, t: Tensor, variance: Variance = "beta_tilde") 
         raise ValueError("kl_weight is defined for code indices t >= 1; t = 0 is the decoder term L_0")
     betas_t = schedule.betas[t]  # (B,)
     sigma2, _ = reverse_variance(schedule, t, betas_t, variance)
-    return schedule.betas[t] ** 2 / (2 * sigma2 * schedule.alphas[t] * (1 - schedule.alpha_bars[t]))
+    return schedule.betas[t] ** 2 / (2 * sigma2 * schedule.alphas[t] * schedule.one_minus_alpha_bars[t])
 
 
 def normal_kl(mean1: Tensor, log_var1: Tensor, mean2: Tensor, log_var2: Tensor) -> Tensor:
@@ -86,22 +86,29 @@ def discretized_gaussian_log_likelihood(x0: Tensor, mean: Tensor, log_var: Tenso
     """Elementwise log-probability of 8-bit data under a Gaussian integrated over each bin.
 
     Data in [-1, 1] on the grid of 256 levels; bin i spans x ± 1/255, and the two outer bins
-    extend to ±∞ (Ho et al. Eq. 13). Uses the exact normal CDF (``torch.special``).
+    extend to ±∞ (Ho et al. Eq. 13). Uses the exact normal CDF in log space, in float64
+    (``torch.special.log_ndtr``), so bins many standard deviations from the mean stay accurate.
     """
     if x0.shape != mean.shape:
         raise ValueError(f"x0 has shape {tuple(x0.shape)} but the mean has {tuple(mean.shape)}")
     if x0.numel() and (x0.min() < -1.0 - 1e-6 or x0.max() > 1.0 + 1e-6):
         raise ValueError("the discretised decoder expects data scaled to [-1, 1]")
-    inv_std = torch.exp(-0.5 * log_var)
-    upper = inv_std * (x0 - mean + 1.0 / 255.0)
-    lower = inv_std * (x0 - mean - 1.0 / 255.0)
-    ndtr = torch.special.ndtr
-    # Φ(u) - Φ(l) loses everything to rounding when both are near 1; use the mirror image there.
-    delta = torch.where(lower > 0, ndtr(-lower) - ndtr(-upper), ndtr(upper) - ndtr(lower))
-    log_mid = torch.log(delta.clamp(min=1e-12))
-    log_first = torch.special.log_ndtr(upper)  # P(X < -1 + 1/255), the bin of -1
-    log_last = torch.special.log_ndtr(-lower)  # P(X > 1 - 1/255), the bin of +1
-    return torch.where(x0 < -0.999, log_first, torch.where(x0 > 0.999, log_last, log_mid))
+    x, mu = x0.double(), mean.double()
+    inv_std = torch.exp(-0.5 * log_var.double())
+    upper = inv_std * (x - mu + 1.0 / 255.0)  # standardised bin edges, (B, ...)
+    lower = inv_std * (x - mu - 1.0 / 255.0)
+    log_ndtr = torch.special.log_ndtr
+    # log(Φ(b) - Φ(a)) = log Φ(b) + log(1 - Φ(a)/Φ(b)), with a < b. For a bin above the mean use
+    # the mirror image Φ(-lower) - Φ(-upper), so b ≤ 0 whenever the bin lies in a tail and every
+    # term stays accurate far out (float32 Φ is 0 beyond about 5.8σ).
+    mirror = lower > 0
+    a, b = torch.where(mirror, -upper, lower), torch.where(mirror, -lower, upper)
+    log_b = log_ndtr(b)
+    gap = (-torch.expm1(log_ndtr(a) - log_b)).clamp(min=torch.finfo(torch.float64).tiny)
+    log_mid = log_b + torch.log(gap)
+    log_first = log_ndtr(upper)  # P(X < -1 + 1/255), the bin of -1
+    log_last = log_ndtr(-lower)  # P(X > 1 - 1/255), the bin of +1
+    return torch.where(x < -0.999, log_first, torch.where(x > 0.999, log_last, log_mid)).to(x0.dtype)
 
 
 def prior_bpd(schedule: Schedule, x0: Tensor) -> Tensor:
@@ -111,7 +118,7 @@ def prior_bpd(schedule: Schedule, x0: Tensor) -> Tensor:
     """
     t = torch.full((x0.shape[0],), schedule.T - 1, device=x0.device, dtype=torch.long)
     mean = extract(schedule.sqrt_alpha_bars, t, x0) * x0
-    log_var = torch.log(extract(1.0 - schedule.alpha_bars.double(), t, x0)).to(x0.dtype)
+    log_var = torch.log(extract(schedule.one_minus_alpha_bars, t, x0))
     zeros = torch.zeros_like(x0)
     return mean_flat(normal_kl(mean, log_var, zeros, zeros)) / LN2
 
@@ -164,7 +171,7 @@ def nll_bits_per_dim(
     """
     B, T = x0.shape[0], schedule.T
     per_call = max(1, max_batch // B)
-    terms = torch.empty(B, T, device=x0.device)
+    terms = torch.empty(B, T, device=x0.device, dtype=x0.dtype)
     chunks = range(0, T, per_call)
     if progress:
         from tqdm.auto import tqdm

@@ -97,17 +97,21 @@ class MixtureOracle:
             return xt[:, None]
         return xt
 
+    def _signal_and_noise(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """√ᾱ_t and 1 - ᾱ_t at each example's t, (B,) float64."""
+        return self.schedule.sqrt_alpha_bars[t].double(), self.schedule.one_minus_alpha_bars[t].double()
+
     def log_prob_xt(self, xt: Tensor, t: Tensor) -> Tensor:
         """log q(x_t) at code index t, shape ``(B,)`` — the exact density of the noised data."""
         check_timesteps(self.schedule, t, xt)
-        a, s2 = self.schedule.alpha_bars[t].double().sqrt(), 1 - self.schedule.alpha_bars[t].double()
+        a, s2 = self._signal_and_noise(t)
         return _mixture_log_prob(self.mixture, self._as_points(xt).double(), a, s2)[0].to(xt.dtype)
 
     def posterior_mean_x0(self, xt: Tensor, t: Tensor) -> Tensor:
         """E[x_0 | x_t]: each component's Gaussian posterior mean, weighted by responsibility."""
         check_timesteps(self.schedule, t, xt)
         x = self._as_points(xt).double()
-        a, s2 = self.schedule.alpha_bars[t].double().sqrt(), 1 - self.schedule.alpha_bars[t].double()
+        a, s2 = self._signal_and_noise(t)
         _, log_r = _mixture_log_prob(self.mixture, x, a, s2)  # (B, K)
         comp_mean, comp_var, _ = _components(self.mixture, a, s2, x.device)
         var0 = self.mixture.stds.double().to(x.device) ** 2

@@ -143,19 +143,21 @@ def ddim_sample(
     xt = _start(schedule, model, shape_or_xT, generator)
     ts = timestep_subsequence(schedule.T, steps).tolist()
     alpha_bars = schedule.alpha_bars.double().cpu()
+    one_minus = schedule.one_minus_alpha_bars.double().cpu()  # 1 - ᾱ, accurate near ᾱ = 1
     for i in _steps(range(len(ts) - 1, -1, -1), progress, "DDIM"):
         t = ts[i]
         ab = alpha_bars[t].item()
         ab_prev = alpha_bars[ts[i - 1]].item() if i > 0 else 1.0  # ᾱ of the step we move to
+        one_minus_ab, one_minus_ab_prev = one_minus[t].item(), (one_minus[ts[i - 1]].item() if i > 0 else 0.0)
         t_batch = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
         # 1. predict x̂_0 and ε̂ from the model output
         pred = split_prediction(schedule, xt, t_batch, model(xt, t_batch), target, clip_x0)
         if callback is not None:
             callback(t, xt, pred.x0)
         # 2. the noise level of this step — Eq. 16
-        sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)) ** 0.5
+        sigma = eta * (one_minus_ab_prev / one_minus_ab * (1 - ab / ab_prev)) ** 0.5
         # 3. point back along ε̂ to the noise level of t' — Eq. 12
-        xt = ab_prev**0.5 * pred.x0 + max(1 - ab_prev - sigma**2, 0.0) ** 0.5 * pred.eps
+        xt = ab_prev**0.5 * pred.x0 + max(one_minus_ab_prev - sigma**2, 0.0) ** 0.5 * pred.eps
         if sigma > 0:
             xt = xt + sigma * torch.randn(xt.shape, generator=generator, device=xt.device, dtype=xt.dtype)
     return xt

@@ -33,6 +33,7 @@ class Schedule:
     alphas: Tensor  # α_t = 1 - β_t
     alpha_bars: Tensor  # ᾱ_t = ∏_{s≤t} α_s (diffusers: alphas_cumprod)
     alpha_bars_prev: Tensor  # ᾱ_{t-1}, with ᾱ_0 = 1 at index 0
+    one_minus_alpha_bars: Tensor  # 1 - ᾱ_t, computed as -expm1(log ᾱ_t): accurate where ᾱ_t ≈ 1
     sqrt_alpha_bars: Tensor  # √ᾱ_t, the signal scale of q(x_t | x_0)
     sqrt_one_minus_alpha_bars: Tensor  # √(1-ᾱ_t), the noise scale of q(x_t | x_0)
     snr: Tensor  # signal-to-noise ratio ᾱ_t / (1-ᾱ_t)
@@ -107,6 +108,7 @@ def schedule_from_betas(betas: Tensor | list[float], kind: str = "custom") -> Sc
         alphas=alphas,
         alpha_bars=alpha_bars,
         alpha_bars_prev=alpha_bars_prev,
+        one_minus_alpha_bars=one_minus_alpha_bars,
         sqrt_alpha_bars=torch.sqrt(alpha_bars),
         sqrt_one_minus_alpha_bars=torch.sqrt(one_minus_alpha_bars),
         snr=alpha_bars / one_minus_alpha_bars,
