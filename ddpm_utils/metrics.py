@@ -182,7 +182,7 @@ def load_classifier(
         model.load_state_dict(saved["state_dict"])
         model.test_accuracy = saved["test_accuracy"]
         if verbose:
-            print(f"MNIST classifier: loaded {path} (test accuracy {model.test_accuracy:.1%})")
+            print(f"MNIST classifier: loaded {path.name} from the cache (test accuracy {model.test_accuracy:.1%})")
         return model.to(device).eval().requires_grad_(False)
 
     if data is None:  # the test split from the same source as the training split, no second notice
@@ -199,7 +199,7 @@ def load_classifier(
     if verbose:
         print(
             f"MNIST classifier: trained on {train.source} in {time.perf_counter() - start:.0f} s, "
-            f"test accuracy {model.test_accuracy:.1%} on {len(test):,} held-out images; saved to {path}"
+            f"test accuracy {model.test_accuracy:.1%} on {len(test):,} held-out images; cached as {path.name}"
         )
     return model.eval().requires_grad_(False)
 

@@ -164,3 +164,38 @@ def test_data_on_another_device_than_the_schedule_raises(schedule, fn):
 def test_batch_size_mismatch_between_x_and_t_raises(schedule):
     with pytest.raises(ValueError, match="one timestep per example"):
         q_sample(schedule, torch.zeros(3, 2), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("v0", [0.04, 4.0])
+def test_variance_relaxes_to_one_eq_variance_preserving(schedule, v0):
+    """Book Eq. (variance-preserving): v_t = 1 + ᾱ_t (v_0 - 1) for data of variance v_0.
+
+    Random data (not a fixed x_0) of variance v_0, run through the chain with q_step; the sample
+    variance at several t matches the formula within 5 SE (SE of a Gaussian variance: v·√(2/(N-1));
+    x_t is a sum of Gaussians here, so that SE applies).
+    """
+    N = 40_000
+    g = torch.Generator().manual_seed(11)
+    x = math.sqrt(v0) * torch.randn(N, 2, generator=g)
+    for t in range(T):
+        x = q_step(schedule, x, full(N, t), generator=g)
+        if t in (0, 9, 49):
+            expected = 1.0 + ABAR[t] * (v0 - 1.0)
+            assert abs(x.double().var(0).mean().item() - expected) < 5 * expected * math.sqrt(2 / (N - 1))
+
+
+def test_two_steps_merge_into_one_gaussian_eq_merge_gaussians():
+    """Book Eq. (merge-gaussians): √(α₂(1-α₁)) ε̄ + √(1-α₂) ε₂ has variance 1 - α₁α₂ and is Gaussian.
+
+    Two independent standard normals, weighted as in the induction step; the sample variance
+    matches 1 - ᾱ_2 (5 SE) and the standardised fourth moment is 3, as for a Gaussian (5 SE,
+    SE of the sample kurtosis ≈ √(24/N)).
+    """
+    alpha1, alpha2, N = 0.9, 0.7, 200_000
+    g = torch.Generator().manual_seed(12)
+    eps_bar, eps2 = torch.randn(N, generator=g, dtype=torch.float64), torch.randn(N, generator=g, dtype=torch.float64)
+    merged = math.sqrt(alpha2 * (1 - alpha1)) * eps_bar + math.sqrt(1 - alpha2) * eps2
+    var = 1 - alpha1 * alpha2
+    assert abs(merged.var().item() - var) < 5 * var * math.sqrt(2 / (N - 1))
+    kurtosis = ((merged / merged.std()) ** 4).mean().item()
+    assert abs(kurtosis - 3.0) < 5 * math.sqrt(24 / N)

@@ -252,3 +252,19 @@ def test_extract_broadcasts_a_per_timestep_coefficient_to_any_rank():
         assert out.flatten().tolist() == [3.0, 7.0]
     with pytest.raises(ValueError):
         append_dims(torch.zeros(2, 3), 1)
+
+
+def test_log_alpha_bar_T_is_minus_sum_beta_minus_half_sum_beta_squared_eq_log_alpha_bar():
+    """Book Eq. (log-alpha-bar): log ᾱ_T ≈ -Σβ - ½Σβ², and for Ho et al.'s linear schedule ≈ -10.12.
+
+    The neglected terms are -Σβ³/3 - …, below 3·10⁻³ here; so are the numbers quoted in the chapter
+    (Σβ = 10.05, ½Σβ² ≈ 0.07, ᾱ_T ≈ 4.0·10⁻⁵).
+    """
+    s = make_schedule("linear", T=1000)
+    betas = [1e-4 + (0.02 - 1e-4) * i / 999 for i in range(1000)]
+    sum_beta, half_sum_beta2 = sum(betas), 0.5 * sum(b * b for b in betas)
+    assert sum_beta == pytest.approx(10.05)
+    assert half_sum_beta2 == pytest.approx(0.067, abs=0.005)
+    log_alpha_bar_T = math.log(s.alpha_bars[-1].item())
+    assert abs(log_alpha_bar_T - (-sum_beta - half_sum_beta2)) < 3e-3
+    assert s.alpha_bars[-1].item() == pytest.approx(4.0e-5, rel=0.02)
