@@ -10,17 +10,10 @@ import pytest
 import torch
 
 from ddpm_utils import q_mean_variance, q_sample, q_step, schedule_from_betas
+from reference import loop_alpha_bars
 
 T = 50
 BETAS = [1e-3 + (0.2 - 1e-3) * i / (T - 1) for i in range(T)]  # a short linear chain, ᾱ_T ≈ 6e-3
-
-
-def loop_alpha_bars(betas):
-    out, running = [], 1.0
-    for beta in betas:
-        running *= 1.0 - beta
-        out.append(running)
-    return out
 
 
 ABAR = loop_alpha_bars(BETAS)  # ABAR[t] = ᾱ at code index t (paper t + 1)

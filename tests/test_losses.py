@@ -23,18 +23,11 @@ from ddpm_utils import (
     reverse_variance,
     schedule_from_betas,
 )
+from reference import loop_alpha_bars
 
 LN2 = math.log(2.0)
 T = 1000
 BETAS = [1e-4 + (0.02 - 1e-4) * i / (T - 1) for i in range(T)]  # Ho et al. Sec. 4
-
-
-def loop_alpha_bars(betas):
-    out, running = [], 1.0
-    for beta in betas:
-        running *= 1.0 - beta
-        out.append(running)
-    return out
 
 
 def coefs(betas):

@@ -11,17 +11,10 @@ import pytest
 import torch
 
 from ddpm_utils import q_posterior, q_step, schedule_from_betas
+from reference import loop_alpha_bars
 
 BETAS = [0.02, 0.05, 0.08, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4]  # T = 10, code index t ↔ paper t+1
 T = len(BETAS)
-
-
-def loop_alpha_bars(betas):
-    out, running = [], 1.0
-    for beta in betas:
-        running *= 1.0 - beta
-        out.append(running)
-    return out
 
 
 ABAR = loop_alpha_bars(BETAS)

@@ -20,17 +20,10 @@ from ddpm_utils import (
     x0_eps_to_v,
     x0_to_eps,
 )
+from reference import loop_alpha_bars
 
 T = 1000
 BETAS = [1e-4 + (0.02 - 1e-4) * i / (T - 1) for i in range(T)]
-
-
-def loop_alpha_bars(betas):
-    out, running = [], 1.0
-    for beta in betas:
-        running *= 1.0 - beta
-        out.append(running)
-    return out
 
 
 ABAR = torch.tensor(loop_alpha_bars(BETAS), dtype=torch.float64)
