@@ -4,7 +4,8 @@ One module per idea of the book: ``schedules`` (β_t and every coefficient built
 ``forward`` (q(x_t | x_0)), ``posterior`` (q(x_{t-1} | x_t, x_0)), ``targets`` (ε, x_0, v),
 ``reverse`` (p_θ(x_{t-1} | x_t)), ``losses`` (L_simple and the bound in bits/dim),
 ``samplers`` (DDPM, DDIM), ``oracle`` (the exact predictor for Gaussian mixtures), ``models``,
-``training``, ``data``, ``metrics``, ``run`` (run presets) and ``plotting``.
+``training``, ``data``, ``metrics``, ``run`` (run presets), ``plotting``, and the schedule explorers
+``widgets`` (ipywidgets, needs a kernel) and ``static_explorer`` (HTML and JavaScript, for the website).
 
 Timestep convention
 -------------------
