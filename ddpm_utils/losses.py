@@ -34,11 +34,6 @@ def mean_flat(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1).mean(dim=1) if x.ndim > 1 else x
 
 
-def sum_flat(x: Tensor) -> Tensor:
-    """Sum over every dimension but the batch: ``(B, ...)`` → ``(B,)``."""
-    return x.reshape(x.shape[0], -1).sum(dim=1) if x.ndim > 1 else x
-
-
 def l_simple(
     model: Model,
     schedule: Schedule,
