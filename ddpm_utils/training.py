@@ -2,7 +2,7 @@
 
 Algorithm 1, per step: draw x_0 from the data, t uniformly, ε ~ N(0, I); take a gradient
 step on ‖ε - ε_θ(√ᾱ_t x_0 + √(1-ᾱ_t) ε, t)‖². Everything around it (AdamW, gradient
-clipping, an exponential moving average of the weights, mixed precision on GPUs) is
+clipping, an exponential moving average of the weights, mixed precision) is
 engineering that makes the same loss train faster and sample better.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -37,6 +38,8 @@ class TrainConfig:
     p_uncond: float = 0.0  # probability of replacing a class label by the null label (guidance)
     seed: int = 0  # seeds the batches, timesteps and noise drawn by the loop
     amp: bool = True  # on CUDA: bf16 autocast where supported, else fp16 with a GradScaler
+    cpu_bf16: bool = False  # bf16 autocast on CPUs with native bf16 (AVX512-BF16, AMX); off: fp32
+    channels_last: bool = False  # store images and conv weights NHWC (helps convs on recent GPUs)
     compile: bool = False  # wrap the model in torch.compile (worth it on GPUs for long runs)
     check_every: int = 50  # steps between checks for a non-finite loss (and progress updates)
     record_loss_per_t: bool = False  # also accumulate the mean loss at each timestep
@@ -81,15 +84,36 @@ class TrainResult(NamedTuple):
     losses: Tensor  # (steps,) the batch loss at each step, on the CPU
     loss_per_t: Tensor | None  # (T,) mean loss at each timestep, if recorded
     seconds: float  # wall time of the loop
+    timeline: list[tuple[int, float]]  # (steps done, seconds since the start) at every loss check
 
 
-def _autocast(device: torch.device, enabled: bool):
-    """bf16 where the GPU has it, fp16 (with a GradScaler) on older GPUs such as the T4."""
-    if device.type != "cuda" or not enabled:
-        return torch.autocast(device.type, enabled=False), None
-    if torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16), None
-    return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX), so bf16 autocast pays off.
+
+    Without it, bf16 matrix products are emulated and slower than float32.
+    """
+    cpu = torch.cpu
+    checks = (getattr(cpu, "_is_avx512_bf16_supported", None), getattr(cpu, "_is_amx_tile_supported", None))
+    return any(check is not None and check() for check in checks)
+
+
+def _autocast(device: torch.device, config: TrainConfig):
+    """The autocast context and GradScaler (or None) for ``config`` on ``device``.
+
+    CUDA: bf16 where the GPU has it, fp16 with a GradScaler on older GPUs such as the T4. CPU: bf16
+    when ``config.cpu_bf16`` asks for it and the CPU has it natively, else float32 with a warning.
+    Weights, gradients, the optimiser and the loss's mean stay float32 in every case.
+    """
+    if device.type == "cuda" and config.amp:
+        if torch.cuda.is_bf16_supported():
+            return torch.autocast("cuda", dtype=torch.bfloat16), None
+        return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+    if device.type == "cpu" and config.cpu_bf16:
+        if cpu_has_native_bf16():
+            return torch.autocast("cpu", dtype=torch.bfloat16), None
+        warnings.warn("cpu_bf16=True but this CPU has no native bf16 (AVX512-BF16 or AMX); training in float32",
+                      stacklevel=3)
+    return torch.autocast(device.type, enabled=False), None
 
 
 def train(
@@ -123,6 +147,11 @@ def train(
     if (labels is not None) != (num_classes is not None):
         raise ValueError("pass labels exactly when the model is class-conditional (config.num_classes set)")
     data = data.to(device, torch.float32)
+    if config.channels_last:
+        if data.ndim != 4:
+            raise ValueError(f"channels_last needs image data (N, C, H, W), got shape {tuple(data.shape)}")
+        model.to(memory_format=torch.channels_last)
+        data = data.contiguous(memory_format=torch.channels_last)
     labels = labels.to(device) if labels is not None else None
 
     gen = torch.Generator(device).manual_seed(config.seed)
@@ -131,7 +160,7 @@ def train(
     )
     ema = EMA(model, config.ema_decay)
     net = torch.compile(model) if config.compile else model
-    autocast, scaler = _autocast(device, config.amp)
+    autocast, scaler = _autocast(device, config)
     losses = torch.empty(config.steps, device=device)
     loss_sum = torch.zeros(schedule.T, device=device, dtype=torch.float64)
     loss_count = torch.zeros(schedule.T, device=device, dtype=torch.float64)
@@ -142,12 +171,15 @@ def train(
         from tqdm.auto import tqdm
 
         steps = bar = tqdm(steps, desc="training", unit="step")
+    timeline: list[tuple[int, float]] = []
     model.train()
     start = time.perf_counter()
     for step in steps:
         # 1. x_0 from the data, t ~ Uniform{0, …, T-1}, ε ~ N(0, I) — Algorithm 1, lines 2–4
         idx = torch.randint(0, data.shape[0], (config.batch_size,), device=device, generator=gen)
         x0 = data[idx]
+        if config.channels_last:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
         t = torch.randint(0, schedule.T, (config.batch_size,), device=device, generator=gen)
         noise = torch.randn(x0.shape, device=device, generator=gen)
         if labels is None:
@@ -193,11 +225,12 @@ def train(
                     f"the loss became {recent[int(bad[0])].item()} at step {first}; "
                     "lower the learning rate or check the data for NaN/inf"
                 )
+            timeline.append((step + 1, time.perf_counter() - start))
             if bar is not None:
                 bar.set_postfix(loss=f"{recent.mean().item():.4f}")
     seconds = time.perf_counter() - start
     per_t = (loss_sum / loss_count.clamp(min=1)).float().cpu() if config.record_loss_per_t else None
-    return TrainResult(model, ema.model, losses.cpu(), per_t, seconds)
+    return TrainResult(model, ema.model, losses.cpu(), per_t, seconds, timeline)
 
 
 @torch.no_grad()

@@ -123,3 +123,54 @@ def test_checkpoint_from_another_configuration_raises(tmp_path):
                            attention=False, num_heads=1, groups=4))
     with pytest.raises(ValueError, match="holds a MLPDenoiser"):
         load_checkpoint(path, unet)
+
+
+def _tiny_unet_run(**config):
+    """Three steps of a tiny UNet on random 8×8 images; returns the TrainResult."""
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention=False))
+    images = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    return train(model, du.make_schedule("linear", T=50), images,
+                 TrainConfig(steps=3, batch_size=8, check_every=1, **config), progress=False)
+
+
+def test_cpu_bf16_autocasts_the_forward_pass_and_keeps_float32_weights(monkeypatch):
+    """bf16 changes the arithmetic (losses differ slightly) but not the stored weights."""
+    import ddpm_utils.training as training
+
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)
+    fp32, bf16 = _tiny_unet_run(), _tiny_unet_run(cpu_bf16=True)
+    assert not torch.equal(fp32.losses, bf16.losses)
+    torch.testing.assert_close(bf16.losses, fp32.losses, rtol=0.05, atol=0.0)
+    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
+    assert all(p.dtype == torch.float32 for p in bf16.ema_model.parameters())
+
+
+def test_cpu_bf16_without_native_support_warns_and_trains_in_float32(monkeypatch):
+    import ddpm_utils.training as training
+
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bf16"):
+        fallback = _tiny_unet_run(cpu_bf16=True)
+    assert torch.equal(fallback.losses, _tiny_unet_run().losses)
+
+
+def test_channels_last_trains_the_same_model():
+    """NHWC storage is a layout change only: the same losses up to round-off, NHWC weights."""
+    nchw, nhwc = _tiny_unet_run(), _tiny_unet_run(channels_last=True)
+    torch.testing.assert_close(nhwc.losses, nchw.losses, rtol=1e-4, atol=1e-6)
+    conv_weight = nhwc.model.conv_in.weight
+    assert conv_weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_last_refuses_data_that_are_not_images():
+    with pytest.raises(ValueError, match="channels_last needs image data"):
+        train(_model(), du.make_schedule("linear", T=10), _toy(), TrainConfig(steps=1, channels_last=True), progress=False)
+
+
+def test_timeline_marks_every_loss_check():
+    schedule = du.make_schedule("linear", T=10)
+    result = train(_model(), schedule, _toy(), TrainConfig(steps=10, batch_size=16, check_every=4), progress=False)
+    assert [steps for steps, _ in result.timeline] == [4, 8, 10]
+    seconds = [s for _, s in result.timeline]
+    assert seconds == sorted(seconds) and 0 < seconds[-1] <= result.seconds
