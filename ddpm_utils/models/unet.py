@@ -65,22 +65,28 @@ class UNetConfig:
 
 
 class SelfAttention(nn.Module):
-    """x + W_o · MultiHeadAttention(GroupNorm(x)) over the H·W positions (Ho et al.: 1 head; we use several)."""
+    """x + W_o · MultiHeadAttention(GroupNorm(x)) over the H·W positions (Ho et al.: 1 head; we use several).
+
+    The projections are linear maps of each position's channel vector (a 1×1 convolution, stored as
+    ``nn.Linear``): laid out as (B, H·W, C), q, k and v come out in the layout the fused attention
+    kernels take, without a copy.
+    """
 
     def __init__(self, channels: int, num_heads: int, groups: int):
         super().__init__()
         self.num_heads = num_heads
         self.norm = nn.GroupNorm(groups, channels)
-        self.qkv = nn.Conv2d(channels, 3 * channels, kernel_size=1)
-        self.proj = nn.Conv2d(channels, channels, kernel_size=1)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
-        qkv = self.qkv(self.norm(x)).reshape(B, 3, self.num_heads, C // self.num_heads, H * W)
-        q, k, v = qkv.transpose(-1, -2).unbind(dim=1)  # each (B, heads, H·W, C/heads)
+        h = self.norm(x).flatten(2).transpose(1, 2)  # (B, H·W, C)
+        qkv = self.qkv(h).reshape(B, H * W, 3, self.num_heads, C // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, H·W, C/heads)
         h = F.scaled_dot_product_attention(q, k, v)  # (B, heads, H·W, C/heads), softmax(qkᵀ/√d) v
-        h = h.transpose(-1, -2).reshape(B, C, H, W)
-        return x + self.proj(h)
+        h = self.proj(h.transpose(1, 2).reshape(B, H * W, C))  # (B, H·W, C)
+        return x + h.transpose(1, 2).reshape(B, C, H, W)
 
 
 class ResidualBlock(nn.Module):
