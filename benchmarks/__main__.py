@@ -1,0 +1,132 @@
+"""``python -m benchmarks``: run every case of a preset, print the tables, write JSON and Markdown."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from .presets import PRESETS, Preset, default_preset
+from .report import fragments, summary
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine(device: torch.device) -> dict:
+    """What the numbers were measured on, in words (no host names or paths)."""
+    from importlib.metadata import version
+
+    from ddpm_utils.run import describe_device
+
+    try:
+        with open("/proc/meminfo") as f:
+            memory_gib = int(f.readline().split()[1]) / 2**20
+    except OSError:
+        memory_gib = float("nan")
+    return {
+        "device": describe_device(device),
+        "cpu_count": os.cpu_count(),
+        "memory_gib": memory_gib,
+        "platform": f"{platform.system()} {platform.machine()}",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": version("diffusers"),
+    }
+
+
+def _run_isolated(name: str, preset: Preset, workdir: Path) -> dict:
+    """One case in a fresh interpreter; its last line is ``RESULT {json}``."""
+    cmd = [sys.executable, "-m", "benchmarks.cases", name, "--preset", preset.name, "--workdir", str(workdir)]
+    # torch.compile starts cold, as on a reader's first run: no kernels cached by an earlier case or run.
+    caches = workdir / ("compile-cache-" + name.replace("/", "-"))
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(caches / "inductor"), TRITON_CACHE_DIR=str(caches / "triton"))
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent.parent, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"exit {proc.returncode}: {tail}"}
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def run(preset: Preset, out: Path | None, isolate: bool = True, only: list[str] | None = None) -> dict:
+    """Run the preset's cases (each in its own process unless ``isolate=False``); return the results."""
+    from .cases import case_table, run_case
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    names = [n for n in case_table(preset) if not only or any(n.startswith(prefix) for prefix in only)]
+    results = {
+        "preset": preset.name,
+        "date": datetime.date.today().isoformat(),
+        "device_type": device.type,
+        "machine": machine(device),
+        "config": dataclasses.asdict(preset),
+        "variants": [v.name for v in preset.variants],
+        "variant_labels": {v.name: v.label for v in preset.variants},
+        "recommended": preset.recommended,
+        "isolated": isolate,
+        "cases": {},
+    }
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            print(f"[{time.perf_counter() - start:7.1f} s] {name} …", flush=True)
+            if isolate:
+                result = _run_isolated(name, preset, Path(tmp))
+            else:
+                try:
+                    result = run_case(name, preset, Path(tmp), device)
+                except Exception as error:  # recorded in the table and the exit status, not swallowed
+                    traceback.print_exc()
+                    result = {"error": f"{type(error).__name__}: {error}"}
+            results["cases"][name] = result
+            if "error" in result:
+                print(f"    failed: {result['error']}", flush=True)
+    results["wall_seconds"] = time.perf_counter() - start
+    sources = {r["data_source"] for r in results["cases"].values() if "data_source" in r}
+    results["data_source"] = "; ".join(sorted(sources)) or "no data loaded"
+    results["summary"] = summary(results)
+    if out is not None:
+        write(results, out)
+    return results
+
+
+def write(results: dict, out: Path) -> None:
+    """``out/results.json`` and one Markdown file per table (the book's page includes them)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    for name, text in fragments(results).items():
+        (out / f"{name}.md").write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="sizes to run (default: full with CUDA, else cpu)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the results (default: results/PRESET)")
+    parser.add_argument("--only", nargs="*", help="run only the cases whose names start with these")
+    args = parser.parse_args(argv)
+    preset = PRESETS[args.preset or default_preset()]
+    out = args.out or RESULTS / preset.name
+    results = run(preset, out, only=args.only)
+    for name, text in fragments(results).items():
+        print(f"\n## {name}\n\n{text}", end="")
+    print(f"\nWrote {out / 'results.json'} and the tables as Markdown beside it.")
+    failed = [n for n, r in results["cases"].items() if "error" in r]
+    if failed:
+        print(f"{len(failed)} case(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""What each benchmark preset measures, and at what size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ddpm_utils.models import UNetConfig
+
+# The training comparison's model: Ho et al.'s UNet at 32×32 with about 4M parameters.
+UNET_4M = UNetConfig(image_size=32, base_channels=32, channel_mults=(1, 2, 4), num_res_blocks=2, attention=True)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the package's training step (a row of the ablation table)."""
+
+    name: str  # short key, used in the JSON
+    label: str  # what the row says
+    bf16: bool = False  # bf16 autocast (CUDA: TrainConfig.amp; CPU: TrainConfig.cpu_bf16)
+    channels_last: bool = False  # TrainConfig.channels_last
+    compile: bool = False  # TrainConfig.compile
+
+
+FP32 = Variant("fp32", "package step, fp32")
+CPU_VARIANTS = (
+    FP32,
+    Variant("fp32-cl", "package step, fp32, channels_last", channels_last=True),
+    Variant("bf16", "package step, bf16 autocast", bf16=True),
+    Variant("bf16-cl", "package step, bf16 autocast, channels_last", bf16=True, channels_last=True),
+    Variant("bf16-compile", "package step, bf16 autocast, torch.compile", bf16=True, compile=True),
+)
+GPU_VARIANTS = (
+    FP32,
+    Variant("bf16", "package step, bf16 autocast", bf16=True),
+    Variant("bf16-cl", "package step, bf16 autocast, channels_last", bf16=True, channels_last=True),
+    Variant("bf16-cl-compile", "package step, bf16, channels_last, torch.compile", bf16=True, channels_last=True,
+            compile=True),
+)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes of one benchmark run; the same code runs at every size."""
+
+    name: str  # "cpu", "full" (a GPU) or "ci" (a tiny check of the code)
+    # 1. training throughput: package step vs the textbook loop vs diffusers, same model and batch
+    train_model: UNetConfig = UNET_4M  # the model every training row trains
+    batch_size: int = 128  # images per step, every row
+    warmup_steps: int = 2  # steps run before timing (DataLoader start-up, allocator, compilation)
+    timed_steps: int = 10  # steps timed after the warm-up
+    variants: tuple[Variant, ...] = CPU_VARIANTS  # ablation rows of the package step
+    recommended: str = "bf16"  # the variant this machine should use: the headline row
+    # 2. sampling: a model trained here with the recommended step, then DDPM-1000 vs DDIM
+    sample_model: UNetConfig = UNetConfig(image_size=28, base_channels=16, channel_mults=(1, 2, 2),
+                                          num_res_blocks=1, attention=False)
+    sample_train_steps: int = 4000  # optimiser steps of the sampling model
+    sample_train_batch: int = 64  # its batch size
+    sample_lr: float = 1e-3  # its learning rate
+    sample_warmup: int = 100  # its warm-up steps
+    sample_ema: float = 0.999  # its EMA decay
+    samplers: tuple[tuple[str, int], ...] = (("ddpm", 1000), ("ddim", 50), ("ddim", 20))  # (kind, steps)
+    sample_batch: int = 64  # images per timed sampling call
+    sample_batches: int = 4  # calls per sampler; the Fréchet distance uses all their images
+    import_repeats: int = 5  # fresh interpreters timed for the import cost
+
+
+PRESETS = {
+    "cpu": Preset("cpu"),
+    "full": Preset(
+        "full",
+        warmup_steps=50,
+        timed_steps=200,
+        variants=GPU_VARIANTS,
+        recommended="bf16-cl-compile",
+        sample_model=UNET_4M,
+        sample_train_steps=6000,
+        sample_train_batch=256,
+        sample_lr=4e-4,
+        sample_warmup=200,
+        sample_ema=0.999,
+        sample_batches=16,
+    ),
+    "ci": Preset(
+        "ci",
+        train_model=UNetConfig(image_size=32, base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention=True),
+        batch_size=8,
+        warmup_steps=1,
+        timed_steps=2,
+        variants=(FP32, Variant("bf16", "package step, bf16 autocast", bf16=True)),
+        sample_model=UNetConfig(image_size=28, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
+                                attention=False),
+        sample_train_steps=20,
+        sample_train_batch=16,
+        sample_warmup=0,
+        sample_ema=0.9,
+        sample_batch=8,
+        sample_batches=1,
+        import_repeats=2,
+    ),
+}
+
+
+def default_preset() -> str:
+    """``full`` on a CUDA machine, ``cpu`` otherwise."""
+    import torch
+
+    return "full" if torch.cuda.is_available() else "cpu"

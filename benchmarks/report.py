@@ -1,0 +1,262 @@
+"""Tables and target checks from a benchmark's results (the dict the runner writes as JSON)."""
+
+from __future__ import annotations
+
+# Dense bf16 tensor-core peaks (FLOP/s) from NVIDIA's data sheets, matched on the device name.
+GPU_BF16_PEAK = (
+    ("H100 PCIe", 756e12),
+    ("H100", 989.4e12),
+    ("H200", 989.4e12),
+    ("A100", 312e12),
+    ("L4", 121e12),
+    ("T4", 65e12),  # fp16: the T4 has no bf16
+)
+
+TARGETS = {
+    "training": 1.5,  # package step ≥ 1.5× the textbook loop's images/s
+    "diffusers": 1.0,  # package UNet at least as fast per step as diffusers' UNet2DModel
+    "ddim_speedup": 15.0,  # DDIM-50 ≥ 15× faster than DDPM-1000
+    "ddim_frechet": 1.2,  # DDIM-50's Fréchet distance ≤ 1.2 × DDPM-1000's
+    "import_seconds": 0.3,  # import ddpm_utils adds < 0.3 s to import torch
+    "gpu_seconds": 180.0,  # full preset on a GPU: legible digits in ≤ 3 minutes of training
+    "gpu_frechet_over_floor": 3.0,  # "legible": Fréchet distance ≤ 3 × the train-vs-test floor
+}
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown pipe table, readable as plain text too; numeric-looking columns right-aligned."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    numeric = [all(_numeric(r[i]) for r in rows) and rows for i in range(len(header))]
+    line = lambda cells: "| " + " | ".join(str(c).rjust(w) if n else str(c).ljust(w)
+                                           for c, w, n in zip(cells, widths, numeric)) + " |"
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if n else ("-" * (w + 2)) for w, n in zip(widths, numeric)) + "|"
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def _numeric(cell: str) -> bool:
+    text = str(cell).replace(",", "").replace("×", "").replace("%", "").replace("±", " ").split()
+    try:
+        [float(x) for x in text]
+        return bool(text)
+    except ValueError:
+        return cell in ("—", "")
+
+
+def _ok(result: dict | None) -> bool:
+    return result is not None and "error" not in result and "skipped" not in result
+
+
+def gpu_peak(device_name: str) -> float | None:
+    return next((peak for key, peak in GPU_BF16_PEAK if key in device_name), None)
+
+
+def summary(results: dict) -> dict:
+    """The ratios the issue's targets are about, with whether each is met (None: not measured)."""
+    cases, preset = results["cases"], results["preset"]
+    rec = results["recommended"]
+    textbook, package = cases.get("train/textbook"), cases.get(f"train/{rec}")
+    diffusers = cases.get(f"train/diffusers-{rec}")
+    diffusers_textbook = cases.get("train/diffusers-textbook")
+    ddpm, ddim50 = cases.get("sample/ddpm-1000"), cases.get("sample/ddim-50")
+    imports = cases.get("import")
+    out = {}
+    if _ok(textbook) and _ok(package):
+        out["training_speedup"] = package["images_per_s"] / textbook["images_per_s"]
+    if _ok(diffusers) and _ok(package):
+        out["diffusers_same_step"] = diffusers["ms_per_step"] / package["ms_per_step"]
+    if _ok(diffusers_textbook) and _ok(package):
+        out["diffusers_textbook_loop"] = diffusers_textbook["ms_per_step"] / package["ms_per_step"]
+    if _ok(ddpm) and _ok(ddim50):
+        out["ddim50_speedup"] = ddpm["mean_seconds"] / ddim50["mean_seconds"]
+        out["ddim50_frechet_ratio"] = ddim50["frechet"] / ddpm["frechet"]
+    if _ok(imports):
+        out["import_seconds"] = imports["ddpm_utils_seconds"]
+    met = {
+        "training_speedup": out.get("training_speedup", 0) >= TARGETS["training"] if "training_speedup" in out else None,
+        "diffusers_same_step": (out["diffusers_same_step"] >= TARGETS["diffusers"]
+                                if "diffusers_same_step" in out else None),
+        "ddim50_speedup": out["ddim50_speedup"] >= TARGETS["ddim_speedup"] if "ddim50_speedup" in out else None,
+        "ddim50_frechet_ratio": (out["ddim50_frechet_ratio"] <= TARGETS["ddim_frechet"]
+                                 if "ddim50_frechet_ratio" in out else None),
+        "import_seconds": out["import_seconds"] < TARGETS["import_seconds"] if "import_seconds" in out else None,
+    }
+    if results["device_type"] == "cuda" and preset == "full" and _ok(cases.get("sample/train")) and _ok(ddpm):
+        out["gpu_train_seconds"] = cases["sample/train"]["seconds"]
+        best = min(cases[k]["frechet"] / cases[k]["floor"] for k in cases if k.startswith("sample/") and
+                   k != "sample/train" and _ok(cases[k]))
+        out["gpu_frechet_over_floor"] = best
+        met["gpu_seconds"] = out["gpu_train_seconds"] <= TARGETS["gpu_seconds"]
+        met["gpu_frechet_over_floor"] = best <= TARGETS["gpu_frechet_over_floor"]
+    out["met"] = met
+    return out
+
+
+def _f(x: float | None, digits: int = 1) -> str:
+    return "—" if x is None else f"{x:,.{digits}f}"
+
+
+def _mb(result: dict) -> str:
+    if result.get("peak_cuda_mb") is not None:
+        return f"{result['peak_cuda_mb']:,.0f} (GPU)"
+    peak, start = result.get("peak_rss_mb"), result.get("baseline_rss_mb")
+    if peak is None:
+        return "—"
+    return f"{peak:,.0f} (+{peak - start:,.0f})" if start else f"{peak:,.0f}"
+
+
+def machine_md(results: dict) -> str:
+    m = results["machine"]
+    lines = [
+        f"- **Device**: {m['device']}",
+        f"- **Machine**: {m['cpu_count']} logical CPUs, {m['memory_gib']:.0f} GiB memory, {m['platform']}",
+        f"- **Software**: Python {m['python']}, torch {m['torch']}, diffusers {m['diffusers']}",
+        f"- **Data**: {results['data_source']}",
+        f"- **Run**: preset `{results['preset']}`, {results['date']}, {results['wall_seconds'] / 60:.1f} min in all",
+    ]
+    return "\n".join(lines)
+
+
+def training_md(results: dict) -> str:
+    cases, config = results["cases"], results["config"]
+    flops = (cases.get("flops") or {}).get("flops_per_step", {})
+    peak = gpu_peak(results["machine"]["device"]) if results["device_type"] == "cuda" else None
+    textbook = cases.get("train/textbook")
+    rows = []
+    names = ["train/textbook", "train/textbook-resident", *(f"train/{v}" for v in results["variants"])]
+    labels = {"train/textbook": "textbook loop (DataLoader, 2 workers; fp32; state_dict EMA)",
+              "train/textbook-resident": "textbook loop, data transformed once and kept in memory",
+              **{f"train/{k}": v for k, v in results["variant_labels"].items()}}
+    for name in names:
+        r = cases.get(name)
+        label = labels[name] + (" ← recommended" if name == f"train/{results['recommended']}" else "")
+        if not _ok(r):
+            rows.append([label, *(["—"] * 5), (r or {}).get("skipped") or (r or {}).get("error", "not run")])
+            continue
+        achieved = flops.get("package", 0) * r["images_per_s"] / config["batch_size"]
+        rows.append([
+            label,
+            _f(r["ms_per_step"], 0),
+            _f(r["images_per_s"], 1),
+            f"{r['images_per_s'] / textbook['images_per_s']:.2f}×" if _ok(textbook) else "—",
+            _f(achieved / 1e9, 0) + (f" ({achieved / peak:.1%})" if peak else ""),
+            _mb(r),
+            _f(r.get("first_steps_seconds"), 1) if "first_steps_seconds" in r else "—",
+        ])
+    header = ["training step", "ms/step", "images/s", "vs textbook", "GFLOP/s" + (" (of bf16 peak)" if peak else ""),
+              "peak MiB (+ over start)", "warm-up s (cold compile)"]
+    return table(header, rows)
+
+
+def diffusers_md(results: dict) -> str:
+    cases, rec = results["cases"], results["recommended"]
+    rows = []
+    for model, key_textbook, key_rec in (("package UNet", "train/textbook", f"train/{rec}"),
+                                         ("diffusers UNet2DModel", "train/diffusers-textbook", f"train/diffusers-{rec}")):
+        a, b = cases.get(key_textbook), cases.get(key_rec)
+        params = next((r["parameters"] for r in (a, b) if _ok(r)), None)
+        rows.append([model, f"{params:,}" if params else "—",
+                     _f(a["ms_per_step"], 0) if _ok(a) else "—", _f(b["ms_per_step"], 0) if _ok(b) else "—",
+                     _mb(b) if _ok(b) else "—"])
+    header = ["model (same levels, blocks, attention)", "parameters", "ms/step, textbook loop",
+              f"ms/step, package step ({rec})", "peak MiB (+ over start), package step"]
+    return table(header, rows)
+
+
+def sampling_md(results: dict) -> str:
+    cases, config = results["cases"], results["config"]
+    ddpm = cases.get("sample/ddpm-1000")
+    rows = []
+    for kind, steps in config["samplers"]:
+        r = cases.get(f"sample/{kind}-{steps}")
+        name = f"{kind.upper()}-{steps}" + (" (η = 0)" if kind == "ddim" else "")
+        if not _ok(r):
+            rows.append([name, str(steps), *(["—"] * 6), (r or {}).get("error", "not run")])
+            continue
+        predicted = steps * ddpm["ms_per_step"] / 1000 if _ok(ddpm) else None
+        rows.append([
+            name,
+            str(steps),
+            f"{r['mean_seconds']:.2f} ± {r['std_seconds']:.2f}",
+            _f(r["ms_per_step"], 1),
+            _f(predicted, 2),
+            f"{ddpm['mean_seconds'] / r['mean_seconds']:.1f}×" if _ok(ddpm) else "—",
+            f"{r['frechet']:.1f} ({r['frechet'] / ddpm['frechet']:.2f}×)" if _ok(ddpm) else f"{r['frechet']:.1f}",
+            f"{r['floor']:.1f}",
+            _mb(r),
+        ])
+    b = config["sample_batch"]
+    header = ["sampler", "model calls", f"s per {b} images (mean ± sd)", "ms per call",
+              "steps × DDPM's ms per call, s", "speed-up", "Fréchet (vs DDPM-1000)", "floor", "peak MiB (+ over start)"]
+    return table(header, rows)
+
+
+def sample_model_md(results: dict) -> str:
+    r, config = results["cases"].get("sample/train"), results["config"]
+    if not _ok(r):
+        return "The sampling model was not trained: " + (r or {}).get("error", "not run")
+    m = config["sample_model"]
+    return (f"Sampling model: the package's UNet, {r['parameters']:,} parameters ({m['image_size']}×{m['image_size']}, "
+            f"base {m['base_channels']} channels, mults {tuple(m['channel_mults'])}, "
+            f"{m['num_res_blocks']} residual block(s) per level, attention {'on' if m['attention'] else 'off'}), trained "
+            f"here for {r['steps']:,} steps of batch {r['batch_size']} with the `{r['variant']}` step in "
+            f"{r['seconds']:.0f} s (final loss {r['final_loss']:.4f}); linear schedule, T = 1000; samples from "
+            f"its EMA weights with x̂₀ clipped to [-1, 1]. The Fréchet distance is the classifier's, over all "
+            f"{config['sample_batches'] * config['sample_batch']} images of each sampler against as many test "
+            f"images; the floor is real training digits against the same test images.")
+
+
+def imports_md(results: dict) -> str:
+    r = results["cases"].get("import")
+    if not _ok(r):
+        return "Import time not measured: " + (r or {}).get("error", "not run")
+    heavy = ", ".join(r["heavy_modules_added"]) or "none"
+    rows = [["import torch", f"{r['torch_seconds']:.3f}"],
+            ["import ddpm_utils (after torch)", f"{r['ddpm_utils_seconds']:.3f}"]]
+    return (table(["step", f"seconds (median of {r['repeats']} fresh interpreters)"], rows)
+            + f"\n\nHeavy modules that `import ddpm_utils` adds to those torch imported: {heavy} (checked: {', '.join(r['heavy_modules_checked'])}).")
+
+
+def targets_md(results: dict) -> str:
+    s = summary(results)
+    met = s["met"]
+    mark = lambda ok: "—" if ok is None else ("met" if ok else "**missed**")
+    rows = [
+        ["training images/s, package step ÷ textbook loop", f"≥ {TARGETS['training']}×",
+         _ratio(s.get("training_speedup")), mark(met["training_speedup"])],
+        ["ms/step, diffusers UNet2DModel ÷ package UNet (same step)", f"≥ {TARGETS['diffusers']}×",
+         _ratio(s.get("diffusers_same_step")), mark(met["diffusers_same_step"])],
+        ["time per batch, DDPM-1000 ÷ DDIM-50", f"≥ {TARGETS['ddim_speedup']:.0f}×",
+         _ratio(s.get("ddim50_speedup"), 1), mark(met["ddim50_speedup"])],
+        ["Fréchet distance, DDIM-50 ÷ DDPM-1000", f"≤ {TARGETS['ddim_frechet']}×",
+         _ratio(s.get("ddim50_frechet_ratio")), mark(met["ddim50_frechet_ratio"])],
+        ["seconds `import ddpm_utils` adds to `import torch`", f"< {TARGETS['import_seconds']}",
+         _f(s.get("import_seconds"), 3), mark(met["import_seconds"])],
+    ]
+    if "gpu_seconds" in met:
+        rows += [
+            ["GPU, `full` preset: seconds of training", f"≤ {TARGETS['gpu_seconds']:.0f}",
+             _f(s["gpu_train_seconds"], 0), mark(met["gpu_seconds"])],
+            ["GPU, `full` preset: best Fréchet distance ÷ floor", f"≤ {TARGETS['gpu_frechet_over_floor']}×",
+             _ratio(s["gpu_frechet_over_floor"]), mark(met["gpu_frechet_over_floor"])],
+        ]
+    return table(["target", "goal", "measured", ""], rows)
+
+
+def _ratio(x: float | None, digits: int = 2) -> str:
+    return "—" if x is None else f"{x:.{digits}f}×"
+
+
+FRAGMENTS = {
+    "machine": machine_md,
+    "targets": targets_md,
+    "training": training_md,
+    "diffusers": diffusers_md,
+    "sample_model": sample_model_md,
+    "sampling": sampling_md,
+    "imports": imports_md,
+}
+
+
+def fragments(results: dict) -> dict[str, str]:
+    """Every Markdown fragment of the report, by name."""
+    return {name: render(results) + "\n" for name, render in FRAGMENTS.items()}
