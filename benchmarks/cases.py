@@ -99,6 +99,12 @@ def diffusers_twin(config: UNetConfig) -> DiffusersEps:
     return DiffusersEps(unet)
 
 
+def _build(kind: str, config: UNetConfig, device: torch.device) -> nn.Module:
+    """The package's UNet (``kind="package"``) or its diffusers twin, seeded, on ``device``."""
+    torch.manual_seed(0)
+    return (UNet(config) if kind == "package" else diffusers_twin(config)).to(device)
+
+
 def _mnist(split: str, image_size: int = 28) -> ImageData:
     return load_mnist(split, image_size=image_size, verbose=False)
 
@@ -132,8 +138,7 @@ def train_textbook_case(preset: Preset, workdir: Path, device: torch.device, mod
     data = _mnist("train")
     dataset = MnistDigits(to_uint8(data.images), data.labels, textbook_transform(preset.train_model.image_size))
     baseline = _rss_mb()
-    torch.manual_seed(0)
-    model = (UNet(preset.train_model) if model_kind == "package" else diffusers_twin(preset.train_model)).to(device)
+    model = _build(model_kind, preset.train_model, device)
     schedule = du.make_schedule("linear", SCHEDULE_T)
     steps = preset.warmup_steps + preset.timed_steps
     clock = train_textbook(model, schedule, dataset, preset.batch_size, steps, resident=resident)
@@ -155,8 +160,7 @@ def train_package_case(preset: Preset, workdir: Path, device: torch.device, vari
         raise ValueError("the training benchmark's model must take 32×32 images")
     data = _mnist("train", image_size=32)
     baseline = _rss_mb()
-    torch.manual_seed(0)
-    model = (UNet(preset.train_model) if model_kind == "package" else diffusers_twin(preset.train_model)).to(device)
+    model = _build(model_kind, preset.train_model, device)
     schedule = du.make_schedule("linear", SCHEDULE_T).to(device)
     steps = preset.warmup_steps + preset.timed_steps
     config = _train_config(preset, variant, steps)
@@ -179,8 +183,7 @@ def flops_case(preset: Preset, workdir: Path, device: torch.device) -> dict:
 
     counts = {}
     for kind in ("package", "diffusers"):
-        torch.manual_seed(0)
-        model = (UNet(preset.train_model) if kind == "package" else diffusers_twin(preset.train_model)).to(device)
+        model = _build(kind, preset.train_model, device)
         c = preset.train_model
         xt = torch.randn(preset.batch_size, c.in_channels, c.image_size, c.image_size, device=device)
         t = torch.randint(0, SCHEDULE_T, (preset.batch_size,), device=device)

@@ -22,16 +22,17 @@ class Variant:
 
 
 FP32 = Variant("fp32", "package step, fp32")
+BF16 = Variant("bf16", "package step, bf16 autocast", bf16=True)
 CPU_VARIANTS = (
     FP32,
     Variant("fp32-cl", "package step, fp32, channels_last", channels_last=True),
-    Variant("bf16", "package step, bf16 autocast", bf16=True),
+    BF16,
     Variant("bf16-cl", "package step, bf16 autocast, channels_last", bf16=True, channels_last=True),
     Variant("bf16-compile", "package step, bf16 autocast, torch.compile", bf16=True, compile=True),
 )
 GPU_VARIANTS = (
     FP32,
-    Variant("bf16", "package step, bf16 autocast", bf16=True),
+    BF16,
     Variant("bf16-cl", "package step, bf16 autocast, channels_last", bf16=True, channels_last=True),
     Variant("bf16-cl-compile", "package step, bf16, channels_last, torch.compile", bf16=True, channels_last=True,
             compile=True),
@@ -86,7 +87,7 @@ PRESETS = {
         batch_size=8,
         warmup_steps=1,
         timed_steps=2,
-        variants=(FP32, Variant("bf16", "package step, bf16 autocast", bf16=True)),
+        variants=(FP32, BF16),
         sample_model=UNetConfig(image_size=28, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
                                 attention=False),
         sample_train_steps=20,
