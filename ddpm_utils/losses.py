@@ -56,10 +56,13 @@ def l_simple(
 
 
 def kl_weight(schedule: Schedule, t: Tensor, variance: Variance = "beta_tilde") -> Tensor:
-    """λ_t such that the KL term equals λ_t ‖ε - ε_θ‖² (summed over dimensions, in nats).
+    """λ_t = β_t² / (2 σ_t² α_t (1-ᾱ_t)), shape ``(B,)``: the weight of ‖ε - ε_θ‖² in the KL term.
 
-    Math: L_{t-1} = β_t² / (2 σ_t² α_t (1-ᾱ_t)) · ‖ε - ε_θ(x_t, t)‖² — book Eq. (kl-weight),
-    Ho et al. Eq. 12. Defined for code indices t ≥ 1; index 0 is the decoder term L_0.
+    Math: L_{t-1} = λ_t ‖ε - ε_θ(x_t, t)‖² + C_t (summed over the D dimensions, in nats) — book
+    Eq. (kl-weight), Ho et al. Eq. 12. Only λ_t is returned. C_t = D · KL(N(0, β̃_t) ‖ N(0, σ_t²))
+    does not depend on ε_θ: it is 0 for ``variance="beta_tilde"``, and for ``"beta"`` (σ_t² = β_t)
+    C_t = D/2 · (log(β_t/β̃_t) + β̃_t/β_t - 1) > 0. Defined for code indices t ≥ 1; index 0 is
+    the decoder term L_0.
     """
     check_timesteps(schedule, t)
     if t.numel() and int(t.min()) < 1:

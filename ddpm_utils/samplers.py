@@ -8,7 +8,7 @@ before the step is taken, with the code index t, the current x_t and the model's
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 from torch import Tensor
@@ -18,20 +18,38 @@ from .schedules import Schedule, schedule_from_betas
 from .targets import Target, split_prediction
 
 Callback = Callable[[int, Tensor, Tensor], None]
+Spacing = Literal["linspace", "trailing", "leading"]
+SPACINGS = ("linspace", "trailing", "leading")
 
 
-def timestep_subsequence(T: int, steps: int | Sequence[int] | None) -> Tensor:
+def timestep_subsequence(T: int, steps: int | Sequence[int] | None, spacing: Spacing | None = None) -> Tensor:
     """The code indices a sampler visits, increasing.
 
-    ``None`` means all T steps; an int ``n`` means n indices evenly spaced from 0 to T-1,
-    rounded (both ends included, so sampling starts at the noisiest step, where x_T ~ N(0, I)
-    is right — the "trailing" choice of Lin et al. 2024); a sequence is used as given.
+    ``None`` means all T steps; a sequence is used as given. An int ``n`` picks n indices by
+    ``spacing``, named as in Lin et al. 2024 (Table 2) and diffusers' ``timestep_spacing``:
+
+    - ``"linspace"`` (the default): n indices evenly spaced from 0 to T-1, rounded; n = 1 gives
+      [T-1]. Both ends are visited (improved-diffusion's ``space_timesteps(T, [n])``).
+    - ``"trailing"``: τ_j = round(j T/n) - 1 for j = 1 … n, evenly spaced down from T-1; it
+      skips t = 0 unless n > 2T/3.
+    - ``"leading"``: τ_j = j ⌊T/n⌋ for j = 0 … n-1 (diffusers' ``steps_offset`` = 0). Unless n = T it
+      stops short of T-1, so x_T ~ N(0, I) is drawn where some signal remains — Lin et al.'s point.
+
+    Sampling from N(0, I) is right only at T-1, so "linspace" and "trailing" are the sound choices.
     """
+    if spacing is not None and not isinstance(steps, int):
+        raise ValueError(f"spacing applies only when steps is an int, got steps={steps!r}")
+    if spacing is not None and spacing not in SPACINGS:
+        raise ValueError(f"unknown spacing {spacing!r}; expected one of {SPACINGS}")
     if steps is None:
         return torch.arange(T)
     if isinstance(steps, int):
         if not 1 <= steps <= T:
             raise ValueError(f"steps must lie in [1, T={T}], got {steps}")
+        if spacing == "trailing":  # T j / n is exact at a .5 tie, so it rounds half to even as numpy does
+            return (T * torch.arange(1, steps + 1, dtype=torch.float64) / steps).round().long() - 1
+        if spacing == "leading":
+            return torch.arange(steps) * (T // steps)
         if steps == 1:
             return torch.tensor([T - 1])
         return torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long()
@@ -41,15 +59,25 @@ def timestep_subsequence(T: int, steps: int | Sequence[int] | None) -> Tensor:
     return ts
 
 
+def _log_alpha_bars(schedule: Schedule, timesteps: Tensor) -> tuple[Tensor, Tensor]:
+    """log ᾱ at each of ``timesteps`` and at the visited step before it (0 before the first).
+
+    Float64 on the CPU, summed from log(1-β): then 1 - ᾱ_t/ᾱ_{t'} = -expm1(log ᾱ_t - log ᾱ_{t'})
+    keeps full precision even between adjacent steps near t = 0, where the ratio is within β of 1
+    and 1 - (a ratio of float32 ᾱ) is off by up to 6e-4 relative (cosine; 4e-4 linear).
+    """
+    log_alpha_bars = torch.cumsum(torch.log1p(-schedule.betas.double().cpu()), dim=0)
+    chosen = log_alpha_bars[timesteps.cpu()]
+    return chosen, torch.cat([torch.zeros(1, dtype=torch.float64), chosen[:-1]])
+
+
 def respace(schedule: Schedule, timesteps: Tensor) -> Schedule:
     """The schedule of a shorter chain that visits only ``timesteps`` (Nichol & Dhariwal Sec. 4).
 
     Its ᾱ at step i equals the original ᾱ at ``timesteps[i]``, so a model trained on the long
     chain serves the short one: β'_i = 1 - ᾱ_{τ_i} / ᾱ_{τ_{i-1}}.
     """
-    log_alpha_bars = torch.cumsum(torch.log1p(-schedule.betas.double().cpu()), dim=0)
-    chosen = log_alpha_bars[timesteps.cpu()]
-    previous = torch.cat([torch.zeros(1, dtype=torch.float64), chosen[:-1]])
+    chosen, previous = _log_alpha_bars(schedule, timesteps)
     betas = -torch.expm1(chosen - previous)
     return schedule_from_betas(betas, kind=f"{schedule.kind}-respaced").to(schedule.device)
 
@@ -87,15 +115,18 @@ def ddpm_sample(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     progress: bool = False,
+    *,
+    spacing: Spacing | None = None,
 ) -> Tensor:
     """Ancestral sampling, Ho et al. Algorithm 2.
 
     For t = T, …, 1: x_{t-1} = μ_θ(x_t, t) + σ_t z with z ~ N(0, I), and no noise on the last
     step (it returns the mean). ``steps`` visits a subsequence of the T steps through the
-    respaced chain of :func:`respace`. ``clip_x0`` clamps x̂_0 to [-1, 1] (images only).
+    respaced chain of :func:`respace`; ``spacing`` chooses an int number of them (see
+    :func:`timestep_subsequence`, default "linspace"). ``clip_x0`` clamps x̂_0 to [-1, 1] (images only).
     """
     xt = _start(schedule, model, shape_or_xT, generator)
-    ts = timestep_subsequence(schedule.T, steps).to(schedule.device)
+    ts = timestep_subsequence(schedule.T, steps, spacing).to(schedule.device)
     if steps is None:
         chain, chain_model = schedule, model
     else:
@@ -131,33 +162,38 @@ def ddim_sample(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     progress: bool = False,
+    *,
+    spacing: Spacing | None = None,
 ) -> Tensor:
     """DDIM (Song et al. 2021, Eq. 12) on a subsequence of ``steps`` timesteps.
 
     x_{t'} = √ᾱ_{t'} x̂_0 + √(1-ᾱ_{t'} - σ²) ε̂ + σ z, with t' the previous visited step and
     σ = η √((1-ᾱ_{t'})/(1-ᾱ_t)) √(1-ᾱ_t/ᾱ_{t'}) (Eq. 16). η = 0 is deterministic; η = 1 on all
-    T steps is the DDPM sampler with σ_t² = β̃_t.
+    T steps is the DDPM sampler with σ_t² = β̃_t. ``spacing`` is that of
+    :func:`timestep_subsequence` (default "linspace").
     """
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
     xt = _start(schedule, model, shape_or_xT, generator)
-    ts = timestep_subsequence(schedule.T, steps).tolist()
-    alpha_bars = schedule.alpha_bars.double().cpu()
-    one_minus = schedule.one_minus_alpha_bars.double().cpu()  # 1 - ᾱ, accurate near ᾱ = 1
+    ts = timestep_subsequence(schedule.T, steps, spacing)
+    # per visited step, in float64: ᾱ_t, ᾱ_{t'} and 1 - ᾱ as -expm1(log ᾱ), accurate near ᾱ = 1
+    log_ab, log_ab_prev = _log_alpha_bars(schedule, ts)  # (n,), log ᾱ_{t'} = 0 after the last step
+    one_minus, one_minus_prev = -torch.expm1(log_ab), -torch.expm1(log_ab_prev)
+    # σ of Eq. 16, with 1 - ᾱ_t/ᾱ_{t'} = -expm1(log ᾱ_t - log ᾱ_{t'}): the ratio of rounded ᾱ is
+    # within β of 1 near t = 0, and 1 minus it would be off by up to 6e-4 relative
+    sigmas = (eta * torch.sqrt(one_minus_prev / one_minus * -torch.expm1(log_ab - log_ab_prev))).tolist()
+    alpha_bars_prev, one_minus_prev = torch.exp(log_ab_prev).tolist(), one_minus_prev.tolist()
     for i in _steps(range(len(ts) - 1, -1, -1), progress, "DDIM"):
-        t = ts[i]
-        ab = alpha_bars[t].item()
-        ab_prev = alpha_bars[ts[i - 1]].item() if i > 0 else 1.0  # ᾱ of the step we move to
-        one_minus_ab, one_minus_ab_prev = one_minus[t].item(), (one_minus[ts[i - 1]].item() if i > 0 else 0.0)
+        t = int(ts[i])
         t_batch = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
         # 1. predict x̂_0 and ε̂ from the model output
         pred = split_prediction(schedule, xt, t_batch, model(xt, t_batch), target, clip_x0)
         if callback is not None:
             callback(t, xt, pred.x0)
-        # 2. the noise level of this step — Eq. 16
-        sigma = eta * (one_minus_ab_prev / one_minus_ab * (1 - ab / ab_prev)) ** 0.5
+        # 2. the noise level of this step — Eq. 16, computed above
+        sigma = sigmas[i]
         # 3. point back along ε̂ to the noise level of t' — Eq. 12
-        xt = ab_prev**0.5 * pred.x0 + max(one_minus_ab_prev - sigma**2, 0.0) ** 0.5 * pred.eps
+        xt = alpha_bars_prev[i] ** 0.5 * pred.x0 + max(one_minus_prev[i] - sigma**2, 0.0) ** 0.5 * pred.eps
         if sigma > 0:
             xt = xt + sigma * torch.randn(xt.shape, generator=generator, device=xt.device, dtype=xt.dtype)
     return xt

@@ -6,6 +6,7 @@ step with σ_t² = β̃_t (Song et al. Eq. 16).
 """
 
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -82,6 +83,108 @@ def test_timestep_subsequence_rejects_bad_steps(steps):
         timestep_subsequence(50, steps)
 
 
+def spacing_by_definition(T, n, spacing):
+    """Lin et al. 2024 Table 2 as diffusers' DDIMScheduler.set_timesteps writes them, in exact
+    rationals, increasing. round() of a Fraction rounds half to even, as numpy does."""
+    if spacing == "linspace":  # np.linspace(0, T - 1, n).round()
+        return [Fraction(j * (T - 1), n - 1) for j in range(n)]
+    if spacing == "trailing":  # np.round(np.arange(T, 0, -T / n)) - 1
+        return [Fraction(round(Fraction(j * T, n)) - 1) for j in range(1, n + 1)]
+    return [Fraction(j * (T // n)) for j in range(n)]  # leading: np.arange(n) * (T // n), steps_offset 0
+
+
+@pytest.mark.parametrize("spacing", ["linspace", "trailing", "leading"])
+def test_timestep_spacing_matches_its_definition_for_every_T_and_n(spacing):
+    """Every T ≤ 40 and n ≥ 2. linspace is the nearest integer to j (T-1)/(n-1); where that value
+    is exactly k + 1/2, float rounding decides (torch's and numpy's can differ), so either
+    neighbour passes there. trailing and leading are exact."""
+    for T in range(2, 41):
+        for n in range(2, T + 1):
+            got = timestep_subsequence(T, n, spacing).tolist()
+            want = spacing_by_definition(T, n, spacing)
+            assert len(got) == n, (T, n)
+            for a, x in zip(got, want):
+                tie = spacing == "linspace" and x.denominator == 2
+                assert a == round(x) or (tie and abs(a - x) == Fraction(1, 2)), (T, n, got)
+
+
+@pytest.mark.parametrize("n", [1, 2, 10, 20, 25, 50, 100, 250, 500, 1000])
+@pytest.mark.parametrize("spacing", ["linspace", "trailing", "leading"])
+def test_timestep_spacing_matches_diffusers_ddim_scheduler(spacing, n):
+    """diffusers' DDIMScheduler(timestep_spacing=…).set_timesteps(n) at T = 1000, reversed. The ends
+    are the point: trailing always starts at T-1 and (for n < 2T/3) never visits t = 0; linspace
+    visits both; leading starts at 0 and falls short of T-1. One deliberate difference: linspace
+    with n = 1 gives [T-1] here (diffusers gives [0], where x_T ~ N(0, I) would be wrong)."""
+    diffusers = pytest.importorskip("diffusers")
+    T = 1000
+    ts = timestep_subsequence(T, n, spacing)
+    scheduler = diffusers.DDIMScheduler(num_train_timesteps=T, timestep_spacing=spacing)
+    scheduler.set_timesteps(n)
+    theirs = scheduler.timesteps.flip(0).tolist()
+    if spacing == "linspace" and n == 1:
+        assert ts.tolist() == [T - 1] and theirs == [0]
+        return
+    assert ts.dtype == torch.long and ts.tolist() == theirs
+    if spacing == "trailing":
+        assert ts[-1] == T - 1 and (ts[0] > 0 or n > 2 * T / 3)
+    elif spacing == "linspace":
+        assert ts[0] == 0 and ts[-1] == T - 1
+    else:
+        assert ts[0] == 0 and (ts[-1] < T - 1 or n == T)
+
+
+def test_trailing_spacing_at_an_exact_half_rounds_to_even():
+    """T = 1000, n = 16: T/n = 62.5, so τ_j = round(62.5 j) - 1 meets exact halves (937.5 → 938,
+    812.5 → 812), the cases that separate half-to-even (numpy's, diffusers') from half-up."""
+    ts = timestep_subsequence(1000, 16, "trailing").flip(0).tolist()
+    assert ts[:4] == [999, 937, 874, 811]
+
+
+@pytest.mark.parametrize(
+    "steps, spacing", [(None, "linspace"), ([0, 5, 9], "trailing"), (5, "uniform"), (5, "Trailing")]
+)
+def test_timestep_subsequence_rejects_bad_spacing(steps, spacing):
+    """A spacing only means something for an int number of steps, and must be a known name."""
+    with pytest.raises(ValueError, match="spacing"):
+        timestep_subsequence(10, steps, spacing)
+
+
+@pytest.mark.parametrize(
+    "spacing, visited",
+    [(None, [19, 15, 11, 8, 4, 0]), ("linspace", [19, 15, 11, 8, 4, 0]),
+     ("trailing", [19, 16, 12, 9, 6, 2]), ("leading", [15, 12, 9, 6, 3, 0])],
+)
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_samplers_visit_the_steps_of_the_chosen_spacing(sampler, spacing, visited):
+    """T = 20, n = 6: linspace round(3.8 j), trailing round(10 j / 3) - 1, leading 3 j — worked by
+    hand. No spacing means linspace, to the bit."""
+    s = make_schedule(T=20)
+    model = network_like(2, s, seed=27)
+
+    def run(**kwargs):
+        calls = []
+        fn, extra = (ddpm_sample, {}) if sampler == "ddpm" else (ddim_sample, {"eta": 1.0})
+        out = fn(model, s, (8, 2), steps=6, generator=torch.Generator().manual_seed(28),
+                 callback=lambda t, xt, x0: calls.append(t), **extra, **kwargs)
+        return out, calls
+
+    out, calls = run() if spacing is None else run(spacing=spacing)
+    assert calls == visited and torch.isfinite(out).all()
+    if spacing == "linspace":
+        assert torch.equal(out, run()[0])
+
+
+def test_samplers_reject_a_spacing_without_an_int_number_of_steps():
+    s = make_schedule(T=10)
+    model = network_like(2, s, seed=29)
+    with pytest.raises(ValueError, match="spacing applies only when steps is an int"):
+        ddpm_sample(model, s, (4, 2), spacing="trailing")
+    with pytest.raises(ValueError, match="spacing applies only when steps is an int"):
+        ddim_sample(model, s, (4, 2), steps=[0, 5], spacing="linspace")
+    with pytest.raises(ValueError, match="unknown spacing"):
+        ddim_sample(model, s, (4, 2), steps=5, spacing="uniform")
+
+
 @pytest.mark.parametrize("kind", ["linear", "cosine"])
 def test_respace_of_the_full_grid_reproduces_the_betas(kind):
     """Visiting every step, the respaced chain is the original one. (respace starts from the
@@ -130,6 +233,28 @@ def test_strided_ddpm_equals_ddim_eta_1_on_the_same_steps():
     ddpm = ddpm_sample(model, SHORT, xT, steps=10, generator=torch.Generator().manual_seed(5))
     ddim = ddim_sample(model, SHORT, xT, steps=10, eta=1.0, generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(ddim, ddpm, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+@pytest.mark.parametrize("s_t", [(0, 1), (1, 2), (2, 3), (5, 6), (0, 4), (3, 9)])
+def test_ddim_noise_scale_near_t_0_is_exact_song_eq16(kind, s_t):
+    """Song et al. Eq. 16, σ² = η² (1-ᾱ_s)/(1-ᾱ_t) · (1 - ᾱ_t/ᾱ_s), from t to the previous visited
+    step s, against exact rational arithmetic on the schedule's own (float32) betas. With x_t = 0
+    and ε̂ = 0 the step gives σ z exactly, so σ is measured to float64 precision. Near t = 0
+    ᾱ_t/ᾱ_s is within β of 1, and 1 minus a ratio of float32 ᾱ is off by up to 3e-4; the
+    float64 log-space route is good to ~1e-15, hence rtol 1e-10."""
+    s, t = s_t
+    schedule = make_schedule(kind)
+    factors = [1 - Fraction(float(b)) for b in schedule.betas[: t + 1]]  # 1 - β, exactly
+    alpha_bar_s, alpha_bar_t = math.prod(factors[: s + 1]), math.prod(factors)
+    sigma2 = (1 - alpha_bar_s) / (1 - alpha_bar_t) * (1 - math.prod(factors[s + 1 :]))
+    seen = {}
+    zero = lambda x, t_batch: torch.zeros_like(x)  # noqa: E731
+    xT = torch.zeros(64, dtype=torch.float64)
+    ddim_sample(zero, schedule, xT, steps=[s, t], eta=1.0, generator=torch.Generator().manual_seed(30),
+                callback=lambda i, xt, x0: seen.update({i: xt}))
+    z = torch.randn(64, generator=torch.Generator().manual_seed(30), dtype=torch.float64)
+    torch.testing.assert_close(seen[s] / z, torch.full_like(z, math.sqrt(sigma2)), rtol=1e-10, atol=0)
 
 
 def test_ddim_eta_0_is_deterministic():
