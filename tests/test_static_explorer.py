@@ -12,30 +12,18 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
-from contextlib import contextmanager
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
 
 from book_build import build_book
+from chromium import ARTIFACTS
+from chromium import serve as _serve
 from ddpm_utils.schedules import make_schedule
 from ddpm_utils.static_explorer import SCHEDULE_JS, show_static_explorer, static_explorer_html
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 
 def _digit() -> torch.Tensor:
@@ -178,20 +166,6 @@ def test_show_static_explorer_displays_the_html(monkeypatch):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"Chromium not found at {CHROMIUM}: install it with `apt-get install chromium` (.ci/run does)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as err:
-        pytest.skip(f"Playwright is not installed ({err}): pip install -r requirements.txt")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 def _notebook(cells: list[dict]) -> dict:
     return {
         "cells": cells,
@@ -249,24 +223,6 @@ def tiny_book(tmp_path_factory) -> Path:
     (book / "explorer.ipynb").write_text(json.dumps(_notebook(cells), indent=1))
     build_book([str(book)])
     return book / "_build" / "html"
-
-
-@contextmanager
-def _serve(directory: Path):
-    """Serve ``directory`` on 127.0.0.1 at a free port (http.server, in a thread); yield the base URL."""
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _close_to_3_digits(text: str, expected: float) -> bool:
