@@ -4,12 +4,14 @@
 available and ``cpu`` otherwise.
 
 - ``full``: what a Colab T4 GPU finishes in about 15 minutes per notebook;
-- ``cpu``: about 20 minutes per notebook on a laptop-class CPU;
-- ``ci``: at most about 90 seconds per notebook on 2 cores — a real, tiny training run that
+- ``cpu``: about 25 minutes per notebook on 2 CPU cores;
+- ``ci``: about two minutes per notebook on 2 cores — a real, tiny training run that
   the test suite executes.
 
 A notebook asks ``RUN.pick(full=…, cpu=…, ci=…)`` for each size, so the same code runs at
-every size, and :func:`start_run` prints the header that says what ran where.
+every size, and :func:`start_run` prints the header that says what ran where. :func:`paste`
+hands a computed number to the book's text (myst-nb ``glue``), so prose cannot disagree with
+the output beside it.
 """
 
 from __future__ import annotations
@@ -116,3 +118,17 @@ def start_run(title: str, device: str | torch.device | None = None, seed: int = 
     report = RunReport(title, current_run(device))
     report.show()
     return report
+
+
+def paste(name: str, value: T_) -> T_:
+    """Record ``value`` under ``name`` for the book's ``glue:text`` roles, and return it.
+
+    Through myst-nb's ``glue`` when it is installed (Jupyter Book, local runs); where it is not
+    (Colab), the notebook runs on and the value is simply returned. Nothing is displayed.
+    """
+    try:
+        from myst_nb import glue
+    except ImportError:
+        return value
+    glue(name, value, display=False)
+    return value

