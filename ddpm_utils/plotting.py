@@ -38,16 +38,15 @@ def plot_schedules(schedules: Sequence[Schedule], labels: Sequence[str] | None =
     import matplotlib.pyplot as plt
 
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     labels = labels or [f"{s.kind} (T={s.T})" for s in schedules]
     for s, label in zip(schedules, labels):
         t = torch.arange(1, s.T + 1) / s.T
         axes[0].plot(t.numpy(), s.alpha_bars.cpu().numpy(), label=label)
         axes[1].plot(t.numpy(), s.log_snr.cpu().numpy(), label=label)
     axes[0].set(title=r"$\bar\alpha_t$: the signal left in $x_t$", xlabel="t / T", ylabel=r"$\bar\alpha_t$")
-    axes[1].set(
-        title=r"log SNR $= \log \bar\alpha_t - \log(1-\bar\alpha_t)$", xlabel="t / T", ylabel="log SNR (nats)"
-    )
+    # SNR is a ratio of variances, a pure number: its natural logarithm has no unit.
+    axes[1].set(title=r"$\log \mathrm{SNR} = \log \bar\alpha_t - \log(1-\bar\alpha_t)$", xlabel="t / T", ylabel="ln SNR")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()

@@ -47,7 +47,7 @@ def explorer_figure(
     chosen = schedules[kind]
     ab = chosen.alpha_bars[t - 1].item()
     if fig is None:
-        fig = plt.figure(figsize=(12, 3.4))
+        fig = plt.figure(figsize=(10, 3.6))
     fig.clear()
     grid = fig.add_gridspec(2, 7)
     ax_ab, ax_snr = fig.add_subplot(grid[:, 0:2]), fig.add_subplot(grid[:, 2:4])
