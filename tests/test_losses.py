@@ -15,6 +15,7 @@ from ddpm_utils import (
     discretized_gaussian_log_likelihood,
     kl_weight,
     l_simple,
+    make_schedule,
     mean_flat,
     nll_bits_per_dim,
     normal_kl,
@@ -23,7 +24,7 @@ from ddpm_utils import (
     reverse_variance,
     schedule_from_betas,
 )
-from reference import loop_alpha_bars
+from reference import betas_from_alpha_bar, cosine_alpha_bar, loop_alpha_bars
 
 LN2 = math.log(2.0)
 T = 1000
@@ -105,6 +106,52 @@ def test_reverse_variance_is_beta_tilde_or_beta_eq_reverse_variance(schedule):
     torch.testing.assert_close(log_var.flatten().double(), BETA[t].log(), rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="unknown reverse variance"):
         reverse_variance(schedule, t, x, "learned")
+
+
+def eps_error_gains(betas):
+    """Per code t, from a float64 loop: the gain of an ε̂ error on x_{t-1}, β_t/(√α_t √(1-ᾱ_t)), and on
+    x̂_0, √(1-ᾱ_t)/√ᾱ_t (Eqs. (eps-error-gain) and (x0-from-eps))."""
+    abar = loop_alpha_bars(betas)
+    on_x_prev = [b / math.sqrt((1 - b) * (1 - a)) for b, a in zip(betas, abar)]
+    on_x0 = [math.sqrt((1 - a) / a) for a in abar]
+    return torch.tensor(on_x_prev, dtype=torch.float64), torch.tensor(on_x0, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_eps_error_reaches_x_prev_with_gain_beta_over_sqrt_alpha_sqrt_one_minus_alpha_bar_eq_eps_error_gain(kind):
+    """Book Eq. (eps-error-gain): with ε-prediction and no clipping, an error δ in ε̂ moves the reverse
+    mean (so x_{t-1}) by -β_t/(√α_t √(1-ᾱ_t)) δ and x̂_0 by -√(1-ᾱ_t)/√ᾱ_t δ.
+
+    Autograd through the package's p_mean_variance with respect to the model output, at every t of
+    the T = 1000 schedule, against gains from betas computed here (float64 loop). Top step: 0.0202 for
+    the linear schedule, 31.59 for the cosine one (β_T clipped to 0.999, so √α_T = 0.0316). With
+    clip_x0=True the gain is 0 wherever x̂_0 falls outside [-1, 1] and unchanged inside it.
+    """
+    betas = BETAS if kind == "linear" else betas_from_alpha_bar(cosine_alpha_bar, T)
+    gain, gain_x0 = eps_error_gains(betas)
+    assert gain[-1].item() == (pytest.approx(0.0202, abs=5e-5) if kind == "linear" else pytest.approx(31.59, abs=0.01))
+    schedule = make_schedule(kind, T=T)
+    g = torch.Generator().manual_seed(20)
+    t = torch.arange(T)
+    xt = torch.randn(T, 3, generator=g, dtype=torch.float64)
+    eps_hat = torch.randn(T, 3, generator=g, dtype=torch.float64).requires_grad_(True)
+    step = p_mean_variance(lambda x, tt: eps_hat, schedule, xt, t)
+    (d_mean,) = torch.autograd.grad(step.mean.sum(), eps_hat, retain_graph=True)  # elementwise: the diagonal
+    (d_x0,) = torch.autograd.grad(step.x0.sum(), eps_hat)
+    torch.testing.assert_close(d_mean, -col(gain, 2).expand(T, 3), rtol=1e-5, atol=0)
+    torch.testing.assert_close(d_x0, -col(gain_x0, 2).expand(T, 3), rtol=1e-5, atol=0)
+
+    # clipping: x_t built so that the unclipped x̂_0 is 1.5, -2, 0.5 in the three coordinates
+    abar = torch.tensor(loop_alpha_bars(betas), dtype=torch.float64)
+    target_x0 = torch.tensor([1.5, -2.0, 0.5], dtype=torch.float64).expand(T, 3)
+    eps_fixed = eps_hat.detach()
+    xt = col(abar.sqrt(), 2) * target_x0 + col((1 - abar).sqrt(), 2) * eps_fixed
+    eps_hat = eps_fixed.clone().requires_grad_(True)
+    step = p_mean_variance(lambda x, tt: eps_hat, schedule, xt, t, clip_x0=True)
+    assert (step.x0[:, :2].abs() == torch.tensor([1.0, 1.0], dtype=torch.float64)).all()
+    (d_mean,) = torch.autograd.grad(step.mean.sum(), eps_hat)
+    assert (d_mean[:, :2] == 0).all()
+    torch.testing.assert_close(d_mean[:, 2], -gain, rtol=1e-5, atol=0)
 
 
 # --- Gaussian KL and the KL weight ----------------------------------------------------------
@@ -278,12 +325,32 @@ def test_prior_term_in_float32_is_close_to_the_closed_form(schedule):
 
 
 def test_l_simple_is_per_example_and_zero_for_a_model_that_knows_the_noise_eq_l_simple_ho_eq14(schedule):
-    """Book Eq. (l-simple), Ho et al. Eq. 14: ‖ε - ε_θ(x_t, t)‖², averaged over dimensions."""
+    """Book Eq. (l-simple), Ho et al. Eq. 14: ‖ε - ε_θ(√ᾱ_t x_0 + √(1-ᾱ_t) ε, t)‖², averaged over dimensions.
+
+    The model knows x_0, not the noise: from the (x_t, t) it is given it recovers
+    ε = (x_t - √ᾱ_t x_0)/√(1-ᾱ_t), with ᾱ from a float64 Python loop. Its loss is 0 (below 1e-9 on
+    float64 data; the float32 coefficients leave < 1e-12) only if l_simple feeds it x_t of
+    Eq. (forward-reparam) at each example's own t: x_0 in place of x_t costs ~1, t off by one 3e-6 or
+    more at t ≤ 500. A model off by a known δ scores mean_d δ², per example (a sum over the D = 32
+    dimensions would be 32 times larger, a mean over the batch would mix the five δ scales).
+    """
     g = torch.Generator().manual_seed(7)
-    x0, noise = torch.randn(5, 2, 4, 4, generator=g), torch.randn(5, 2, 4, 4, generator=g)
-    t = torch.tensor([0, 10, 500, 999, 3])
-    loss = l_simple(lambda xt, tt: noise, schedule, x0, t, noise)
-    assert loss.shape == (5,) and (loss == 0).all()
+    x0 = torch.randn(5, 2, 4, 4, generator=g, dtype=torch.float64)
+    noise = torch.randn(5, 2, 4, 4, generator=g, dtype=torch.float64)
+    t = torch.tensor([0, 1, 10, 500, 999])
+
+    def knows_x0(xt, tt):
+        return (xt - col(ABAR[tt].sqrt(), 4) * x0) / col((1 - ABAR[tt]).sqrt(), 4)
+
+    loss = l_simple(knows_x0, schedule, x0, t, noise)
+    assert loss.shape == (5,) and loss.dtype == torch.float64
+    assert loss.max().item() < 1e-9, loss
+    delta = torch.linspace(-1, 1, 32, dtype=torch.float64).reshape(1, 2, 4, 4) * col(
+        torch.tensor([0.1, 0.5, 1.0, 2.0, 3.0], dtype=torch.float64), 4
+    )
+    off = l_simple(lambda xt, tt: knows_x0(xt, tt) + delta, schedule, x0, t, noise)
+    expected = torch.tensor([sum(v * v for v in d.flatten().tolist()) / 32 for d in delta], dtype=torch.float64)
+    torch.testing.assert_close(off, expected, rtol=1e-4, atol=0)  # cross term 2δ·(recovery error): 9e-6 at t = 0
     zero = l_simple(lambda xt, tt: torch.zeros_like(xt), schedule, x0, t, noise)
     torch.testing.assert_close(zero, (noise**2).flatten(1).mean(1))
     assert torch.equal(mean_flat(noise**2), (noise**2).flatten(1).mean(1))

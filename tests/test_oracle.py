@@ -7,11 +7,14 @@ Monte Carlo for the MSE-optimality of ε*.
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from scipy import stats
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 from ddpm_utils import GaussianMixture, MixtureOracle, make_schedule, q_sample
+from reference import linear_betas, loop_alpha_bars
 
 BOOK = make_schedule()  # linear, T = 1000
 
@@ -74,17 +77,49 @@ def test_log_prob_matches_mixture_same_family(make):
     assert mix.log_prob(x.float()).dtype == torch.float32
 
 
+BOOK_ABAR = loop_alpha_bars(linear_betas(1000))  # the book's ᾱ, float64 loop over hand-written betas
+
+
 @pytest.mark.parametrize("t", [0, 10, 500, 999])
 @pytest.mark.parametrize("make", [two_mode, three_blobs])
-def test_log_prob_xt_is_the_noised_mixture_eq_forward_closed_form(make, t):
-    """q(x_t) = Σ_k w_k N(√ᾱ_t μ_k, ᾱ_t σ_k² + 1-ᾱ_t): each component pushed through Ho et al. Eq. 4.
-    Tolerance relative to log q, which reaches about -100 for far points at small t."""
+def test_log_prob_xt_is_the_noised_mixture_eq_noised_mixture(make, t):
+    """Book Eq. (noised-mixture): q(x_t) = Σ_k w_k N(√ᾱ_t μ_k, ᾱ_t σ_k² + 1-ᾱ_t), each component pushed
+    through Eq. (forward-closed-form); density by torch.distributions.MixtureSameFamily, with ᾱ_t from
+    a float64 Python loop over the betas (not from the package). Tolerance relative to log q, which
+    reaches about -100 for far points at small t; the package's float32 ᾱ allows ~1e-7."""
     mix = make()
     x = 2 * torch.randn(500, mix.dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    a, s2 = noise_level(t)
-    expected = reference(mix, a.item(), s2.item()).log_prob(x)
+    abar = BOOK_ABAR[t]
+    expected = reference(mix, math.sqrt(abar), 1 - abar).log_prob(x)
     got = MixtureOracle(mix, BOOK).log_prob_xt(x, torch.full((500,), t))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def wide_two_mode():
+    """A 1-D mixture with one wide component (σ = 2), where ᾱσ² and √ᾱσ² differ visibly."""
+    return GaussianMixture(torch.tensor([0.4, 0.6]), torch.tensor([[-2.0], [3.0]]), torch.tensor([[0.5], [2.0]]))
+
+
+@pytest.mark.parametrize("t", [30, 150, 400])
+@pytest.mark.parametrize("make", [two_mode, wide_two_mode])
+def test_noised_samples_follow_the_oracle_density_eq_noised_mixture(make, t):
+    """Book Eq. (noised-mixture) by Monte Carlo: draws of a 1-D mixture (drawn here, not by mix.sample),
+    noised with the package's q_sample, pass a Kolmogorov–Smirnov test (p > 1e-4, fixed seed,
+    N = 100 000) against the CDF obtained by integrating exp(log_prob_xt) on a grid (trapezoid rule;
+    the density must integrate to 1). This ties the oracle to the forward process itself; a change of
+    ᾱ made consistently in both is left to the test above."""
+    mix, N = make(), 100_000
+    g = torch.Generator().manual_seed(30 + t)
+    k = torch.multinomial(mix.weights.double(), N, replacement=True, generator=g)
+    z = torch.randn(N, generator=g, dtype=torch.float64)
+    x0 = mix.means.double()[k, 0] + mix.stds.double()[k, 0] * z
+    xt = q_sample(BOOK, x0, torch.full((N,), t), generator=g)
+    grid = torch.linspace(-16.0, 16.0, 64_001, dtype=torch.float64)
+    density = MixtureOracle(mix, BOOK).log_prob_xt(grid, torch.full((grid.numel(),), t)).exp()
+    cdf = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumulative_trapezoid(density, grid)])
+    assert abs(cdf[-1].item() - 1) < 1e-6
+    cdf_np, grid_np = cdf.numpy(), grid.numpy()
+    assert stats.kstest(xt.numpy(), lambda v: np.interp(v, grid_np, cdf_np)).pvalue > 1e-4
 
 
 def score_route_eps(oracle, x, t):

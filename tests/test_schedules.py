@@ -11,20 +11,12 @@ import pytest
 import torch
 
 from ddpm_utils import Schedule, append_dims, check_timesteps, extract, make_schedule, schedule_from_betas
-
-
-def loop_alpha_bars(betas):
-    """ᾱ_t = ∏_{s≤t} (1 - β_s), one multiplication at a time, in float64 Python floats."""
-    out, running = [], 1.0
-    for beta in betas:
-        running *= 1.0 - float(beta)
-        out.append(running)
-    return out
+from reference import betas_from_alpha_bar, cosine_alpha_bar, linear_betas, loop_alpha_bars, sigmoid_alpha_bar
 
 
 def paper_linear_betas(T, beta_1=1e-4, beta_T=0.02):
     """Ho et al. Sec. 4: β_t evenly spaced from β_1 to β_T, written out without torch."""
-    return [beta_1 + (beta_T - beta_1) * i / (T - 1) for i in range(T)]
+    return linear_betas(T, beta_1, beta_T)
 
 
 def f64(values):
@@ -101,13 +93,65 @@ def test_cosine_alpha_bar_matches_nichol_dhariwal_f_t_over_f_0_eq17():
     assert sched.betas.max().item() == pytest.approx(0.999, rel=1e-6)
 
 
-def test_sigmoid_alpha_bar_decreases_from_about_1_to_about_0():
-    """Chen 2023 Alg. 1: the sigmoid schedule's ᾱ falls strictly from ≈1 to ≈0."""
-    s = make_schedule("sigmoid", T=1000)
-    assert s.alpha_bars[0] > 0.999
-    assert s.alpha_bars[-1] < 1e-4
-    assert (s.alpha_bars[1:] < s.alpha_bars[:-1]).all()
-    assert ((s.betas > 0) & (s.betas < 1)).all()
+@pytest.mark.parametrize(
+    "T, params",
+    [(1000, {}), (1000, dict(start=0.0, end=3.0, tau=0.3)), (50, dict(start=-2.0, end=5.0, tau=0.7, max_beta=0.2))],
+    ids=["chen_defaults", "start0_end3_tau0.3", "clip_binds_at_11_steps"],
+)
+def test_sigmoid_alpha_bar_matches_chen_eq_sigmoid_schedule(T, params):
+    """Book Eq. (sigmoid-schedule), Chen 2023 Alg. 1, against scipy's expit in float64.
+
+    Reference: ᾱ(τ) of the equation at τ = t/T, β_t = min(1 - ᾱ(t/T)/ᾱ((t-1)/T), max_beta), and ᾱ_t
+    recomputed as the running product of (1 - β) (a Python loop). The formula itself reaches ᾱ(1) = 0,
+    so the last β is clipped; in the third case max_beta = 0.2 clips the last 11 steps, and there the
+    recomputed ᾱ must leave the formula. float32 storage: rtol 1e-6.
+    """
+    sched = make_schedule("sigmoid", T=T, **params)
+    max_beta = params.get("max_beta", 0.999)
+    shape = dict(start=params.get("start", -3.0), end=params.get("end", 3.0), temp=params.get("tau", 1.0))
+    formula = [sigmoid_alpha_bar(t / T, **shape) for t in range(T + 1)]  # index = paper t; ᾱ(0) = 1
+    assert formula[0] == 1.0 and formula[T] == 0.0
+    raw_betas = [1 - formula[t] / formula[t - 1] for t in range(1, T + 1)]
+    betas = [min(b, max_beta) for b in raw_betas]
+    n_clipped = sum(b > max_beta for b in raw_betas)
+    assert n_clipped == (11 if max_beta == 0.2 else 1)
+
+    torch.testing.assert_close(sched.betas.double(), f64(betas), rtol=1e-6, atol=0)
+    assert int((sched.betas.double() >= max_beta * (1 - 1e-6)).sum()) == n_clipped
+    # ᾱ is ∏(1 - β) of the clipped betas, at every step
+    torch.testing.assert_close(sched.alpha_bars.double(), f64(loop_alpha_bars(betas)), rtol=1e-6, atol=0)
+    # before the first clip, that product telescopes to the equation itself: ᾱ_t = ᾱ(t/T) (code t = paper t + 1)
+    unclipped = T - n_clipped
+    torch.testing.assert_close(sched.alpha_bars[:unclipped].double(), f64(formula[1 : unclipped + 1]), rtol=1e-6, atol=0)
+    # after it, ᾱ is not the equation (which ends at 0) but the product with the clipped betas
+    assert sched.alpha_bars[-1].item() > 0
+    assert sched.alpha_bars[-1].item() == pytest.approx((1 - max_beta) * sched.alpha_bars[-2].item(), rel=1e-6)
+    if n_clipped > 1:
+        assert sched.alpha_bars[-2].item() > 1.5 * formula[T - 1]  # clipping keeps more signal than the formula
+
+
+def test_snr_crosses_1_after_paper_t_259_for_linear_and_at_paper_t_500_for_sigmoid_eq_snr():
+    """Book Eq. (snr) at the crossing SNR = 1, against float64 Python loops.
+
+    Linear (Ho et al., T = 1000): SNR(t=259) = 1.000979 (code 258) and SNR(t=260) = 0.990501 (code
+    259), so 259 steps have SNR > 1 (the count the notebook prints). Sigmoid (defaults): ᾱ(1/2) = 1/2
+    exactly, so SNR(t=500) = 1 (code 499) to float precision; the steps either side are above and below 1.
+    """
+    lin = make_schedule("linear", T=1000)
+    abar = loop_alpha_bars(linear_betas(1000))
+    ref = [a / (1 - a) for a in abar]
+    assert ref[258] == pytest.approx(1.000979, abs=1e-6) and ref[259] == pytest.approx(0.990501, abs=1e-6)
+    torch.testing.assert_close(lin.snr[257:261].double(), f64(ref[257:261]), rtol=1e-5, atol=0)
+    assert lin.snr[258] > 1 > lin.snr[259]
+    assert int((lin.snr > 1).sum()) == 259
+
+    sig = make_schedule("sigmoid", T=1000)
+    abar = loop_alpha_bars(betas_from_alpha_bar(sigmoid_alpha_bar, 1000))
+    assert abar[499] == pytest.approx(0.5, abs=1e-12)
+    assert abar[499] / (1 - abar[499]) == pytest.approx(1.0, abs=1e-12)
+    assert sig.snr[499].item() == pytest.approx(1.0, abs=1e-6)
+    assert abs(sig.log_snr[499].item()) < 1e-6
+    assert sig.snr[498] > 1 > sig.snr[500]
 
 
 @pytest.mark.parametrize("betas", [paper_linear_betas(1000), [0.5, 0.9, 0.999, 0.3]], ids=["linear", "large"])
@@ -268,3 +312,26 @@ def test_log_alpha_bar_T_is_minus_sum_beta_minus_half_sum_beta_squared_eq_log_al
     log_alpha_bar_T = math.log(s.alpha_bars[-1].item())
     assert abs(log_alpha_bar_T - (-sum_beta - half_sum_beta2)) < 3e-3
     assert s.alpha_bars[-1].item() == pytest.approx(4.0e-5, rel=0.02)
+
+
+def test_log_alpha_bar_approximation_needs_small_beta_eq_log_alpha_bar():
+    """Eq. (log-alpha-bar) drops -Σβ³/3 - Σβ⁴/4 - …, which is small only when every β is small.
+
+    Linear (β ≤ 0.02): the gap to the exact log ᾱ_T is -6.8·10⁻⁴, the first dropped term -Σβ³/3.
+    Cosine (T = 1000, β up to 0.999 at the clipped last step): the approximation gives -13.863 against
+    the exact -19.836; the last step alone contributes log(0.001) = -6.908 against -0.999 - 0.499.
+    Exact values: a float64 loop of log(1 - β) over betas computed here; the package's log ᾱ_T must agree.
+    """
+    for kind, betas in [("linear", linear_betas(1000)), ("cosine", betas_from_alpha_bar(cosine_alpha_bar, 1000))]:
+        exact = sum(math.log1p(-b) for b in betas)
+        approx = -sum(betas) - 0.5 * sum(b * b for b in betas)
+        assert math.log(make_schedule(kind, T=1000).alpha_bars[-1].item()) == pytest.approx(exact, abs=1e-5)
+        package_betas = make_schedule(kind, T=1000).betas.double()
+        assert (-package_betas.sum() - 0.5 * (package_betas**2).sum()).item() == pytest.approx(approx, abs=1e-4)
+        if kind == "linear":
+            assert exact == pytest.approx(-10.1177, abs=1e-4) and approx == pytest.approx(-10.1170, abs=1e-4)
+            assert exact - approx == pytest.approx(-sum(b**3 for b in betas) / 3, rel=0.02)
+        else:
+            assert max(betas) == 0.999 and sum(b > 0.5 for b in betas) == 3
+            assert exact == pytest.approx(-19.836, abs=1e-3) and approx == pytest.approx(-13.863, abs=1e-3)
+            assert exact - approx < -5
