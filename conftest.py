@@ -5,7 +5,7 @@ notebook in ``notebooks/`` (see ``[tool.pytest.ini_options]`` in pyproject.toml)
 Notebooks choose their size from the environment variable ``DDPM_RUN``, and
 without it they would pick ``full`` on a GPU machine or ``cpu`` otherwise: a
 15- to 20-minute training run per notebook. The tests are meant to run the
-``ci`` preset instead, a real but tiny run of at most 90 seconds per notebook.
+``ci`` preset instead, a real but tiny run of about two minutes per notebook.
 
 nbmake starts each notebook's kernel as a child process of pytest, and child
 processes inherit pytest's environment, so setting the variable here, when

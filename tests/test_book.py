@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "book").glob("[0-9]*.md"))
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 LABELLED_EQUATION = re.compile(r"^\$\$ \(([\w-]+)\)\s*$", re.M)
+TESTED = re.compile(r"^[ \t]*:::\{admonition\} Tested (by|with)$|\*Tested (by|with)\*", re.M)
 TEST_REFERENCE = re.compile(r"`(tests/test_\w+\.py)?::(test_\w+)")
 
 
@@ -29,13 +30,13 @@ def test_there_are_chapters_and_notebooks():
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
 def test_every_labelled_equation_is_followed_by_the_test_that_checks_it(chapter):
-    """After each numbered equation, before the next one, the chapter says *Tested by/with*."""
+    """After each numbered equation, before the next one, the chapter says "Tested by/with" (a box or a line)."""
     text = chapter.read_text()
     matches = list(LABELLED_EQUATION.finditer(text))
     assert matches, f"{chapter.name} has no numbered equations"
     for here, after in zip(matches, matches[1:] + [None]):
         following = text[here.end() : after.start() if after else len(text)]
-        assert "*Tested" in following, f"equation ({here.group(1)}) in {chapter.name} names no test"
+        assert TESTED.search(following), f"equation ({here.group(1)}) in {chapter.name} names no test"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
