@@ -4,7 +4,7 @@
 available and ``cpu`` otherwise.
 
 - ``full``: what a Colab T4 GPU finishes in about 15 minutes per notebook;
-- ``cpu``: about 25 minutes per notebook on 2 CPU cores;
+- ``cpu``: 15 to 20 minutes per notebook on 2 CPU cores;
 - ``ci``: about two minutes per notebook on 2 cores — a real, tiny training run that
   the test suite executes.
 
@@ -124,8 +124,12 @@ def paste(name: str, value: T_) -> T_:
     """Record ``value`` under ``name`` for the book's ``glue:text`` roles, and return it.
 
     Through myst-nb's ``glue`` when it is installed (Jupyter Book, local runs); where it is not
-    (Colab), the notebook runs on and the value is simply returned. Nothing is displayed.
+    (Colab), the notebook runs on and the value is simply returned. Nothing is displayed. A numpy
+    or torch scalar is turned into a plain Python number first, so that the book's format specs
+    (``{glue:text}`name:.4f```) apply to it.
     """
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
     try:
         from myst_nb import glue
     except ImportError:

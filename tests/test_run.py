@@ -5,6 +5,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,6 +61,17 @@ def test_paste_glues_the_value_without_displaying_it_when_myst_nb_is_there(monke
     monkeypatch.setitem(sys.modules, "myst_nb", fake)
     assert paste("steps", 260) == 260
     assert calls == [("steps", 260, False)]
+
+
+@pytest.mark.parametrize("value", [np.float64(0.0123), torch.tensor(0.0123, dtype=torch.float64), 0.0123])
+def test_paste_glues_plain_numbers_that_format_specs_accept(monkeypatch, value):
+    """myst-nb formats the repr: ``np.float64(0.0123)`` would not take ``:.4f``."""
+    calls = []
+    fake = types.ModuleType("myst_nb")
+    fake.glue = lambda name, value, display=True: calls.append(value)
+    monkeypatch.setitem(sys.modules, "myst_nb", fake)
+    assert paste("sw", value) == 0.0123
+    assert type(calls[0]) is float and format(float(repr(calls[0])), ".4f") == "0.0123"
 
 
 def test_notebooks_glue_only_through_paste():
