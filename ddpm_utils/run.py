@@ -4,7 +4,7 @@
 available and ``cpu`` otherwise.
 
 - ``full``: what a Colab T4 GPU finishes in about 15 minutes per notebook;
-- ``cpu``: 15 to 20 minutes per notebook on 2 CPU cores;
+- ``cpu``: 10 to 20 minutes per notebook on 2 CPU cores;
 - ``ci``: about two minutes per notebook on 2 cores — a real, tiny training run that
   the test suite executes.
 
