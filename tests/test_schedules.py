@@ -14,11 +14,6 @@ from ddpm_utils import Schedule, append_dims, check_timesteps, extract, make_sch
 from reference import betas_from_alpha_bar, cosine_alpha_bar, linear_betas, loop_alpha_bars, sigmoid_alpha_bar
 
 
-def paper_linear_betas(T, beta_1=1e-4, beta_T=0.02):
-    """Ho et al. Sec. 4: β_t evenly spaced from β_1 to β_T, written out without torch."""
-    return linear_betas(T, beta_1, beta_T)
-
-
 def f64(values):
     return torch.tensor(values, dtype=torch.float64)
 
@@ -29,13 +24,13 @@ def test_linear_schedule_has_ho_defaults_beta_1_1e4_beta_T_0p02_at_T1000():
     assert s.kind == "linear" and s.T == 1000
     assert s.betas[0].item() == pytest.approx(1e-4, rel=1e-6)
     assert s.betas[-1].item() == pytest.approx(0.02, rel=1e-6)
-    torch.testing.assert_close(s.betas.double(), f64(paper_linear_betas(1000)), rtol=1e-6, atol=0)
+    torch.testing.assert_close(s.betas.double(), f64(linear_betas(1000)), rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("T", [1, 7, 1000])
 def test_alpha_bar_is_running_product_of_one_minus_beta_eq_alpha_bar(T):
     """Book Eq. (alpha-bar), Ho et al. Sec. 2: ᾱ_t = ∏_{s=1}^t (1 - β_s), against a Python loop."""
-    betas = paper_linear_betas(T) if T > 1 else [0.3]
+    betas = linear_betas(T) if T > 1 else [0.3]
     s = schedule_from_betas(betas)
     # float32 storage of a float64 value: relative error below 2**-24 ≈ 6e-8.
     torch.testing.assert_close(s.alpha_bars.double(), f64(loop_alpha_bars(betas)), rtol=2e-7, atol=0)
@@ -154,7 +149,7 @@ def test_snr_crosses_1_after_paper_t_259_for_linear_and_at_paper_t_500_for_sigmo
     assert sig.snr[498] > 1 > sig.snr[500]
 
 
-@pytest.mark.parametrize("betas", [paper_linear_betas(1000), [0.5, 0.9, 0.999, 0.3]], ids=["linear", "large"])
+@pytest.mark.parametrize("betas", [linear_betas(1000), [0.5, 0.9, 0.999, 0.3]], ids=["linear", "large"])
 def test_snr_is_alpha_bar_over_one_minus_alpha_bar_and_log_snr_its_log(betas):
     """SNR_t = ᾱ_t / (1-ᾱ_t) (Kingma et al. 2021), with log SNR accurate at both ends."""
     s = schedule_from_betas(betas)
@@ -167,7 +162,7 @@ def test_snr_is_alpha_bar_over_one_minus_alpha_bar_and_log_snr_its_log(betas):
 
 def test_signal_and_noise_scales_are_sqrt_alpha_bar_and_sqrt_one_minus_alpha_bar():
     """√ᾱ_t and √(1-ᾱ_t) of q(x_t | x_0), accurate even where ᾱ_t ≈ 1 (code index 0)."""
-    betas = paper_linear_betas(1000)
+    betas = linear_betas(1000)
     s = schedule_from_betas(betas)
     abar = f64(loop_alpha_bars(betas))
     torch.testing.assert_close(s.sqrt_alpha_bars.double(), abar.sqrt(), rtol=2e-7, atol=0)
