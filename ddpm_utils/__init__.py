@@ -3,6 +3,7 @@
 One module per idea of the book: ``schedules`` (β_t and every coefficient built from it),
 ``forward`` (q(x_t | x_0)), ``posterior`` (q(x_{t-1} | x_t, x_0)), ``targets`` (ε, x_0, v),
 ``reverse`` (p_θ(x_{t-1} | x_t)), ``losses`` (L_simple and the bound in bits/dim),
+``timesteps`` (uniform and importance-sampled t),
 ``samplers`` (DDPM, DDIM), ``oracle`` (the exact predictor for Gaussian mixtures), ``models``,
 ``training``, ``data``, ``metrics``, ``run`` (run presets), ``plotting``, and the schedule explorers
 ``widgets`` (ipywidgets, needs a kernel) and ``static_explorer`` (HTML and JavaScript, for the website).
@@ -24,16 +25,20 @@ ipywidgets are imported by the functions that use them.
 from .forward import Gaussian, q_mean_variance, q_sample, q_step
 from .losses import (
     VLB,
+    BoundEstimate,
     discretized_gaussian_log_likelihood,
+    elbo_chain_form,
+    gaussian_log_likelihood,
     kl_weight,
     l_simple,
     mean_flat,
     nll_bits_per_dim,
     normal_kl,
     prior_bpd,
+    vlb_stratified,
     vlb_terms,
 )
-from .oracle import GaussianMixture, MixtureOracle
+from .oracle import GaussianBound, GaussianMixture, MixtureOracle, gaussian_data_bound
 from .posterior import Posterior, q_posterior
 from .reverse import ReverseStep, p_mean_variance, reverse_variance
 from .samplers import ddim_sample, ddpm_sample, respace, timestep_subsequence
@@ -55,5 +60,6 @@ from .targets import (
     x0_eps_to_v,
     x0_to_eps,
 )
+from .timesteps import ImportanceSampler
 
 __version__ = "0.1.0"

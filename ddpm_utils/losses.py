@@ -15,18 +15,20 @@ and the decoder uses the model at code index 0. Every function returns per-examp
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
-from .forward import q_sample
+from .forward import q_sample, q_step
 from .posterior import q_posterior
 from .reverse import Model, Variance, p_mean_variance, reverse_variance
 from .schedules import Schedule, check_timesteps, extract
 from .targets import Target, training_target
 
 LN2 = math.log(2.0)
+Decoder = Literal["discrete", "continuous"]
+DECODERS = ("discrete", "continuous")
 
 
 def mean_flat(x: Tensor) -> Tensor:
@@ -109,6 +111,22 @@ def discretized_gaussian_log_likelihood(x0: Tensor, mean: Tensor, log_var: Tenso
     return torch.where(x < -0.999, log_first, torch.where(x > 0.999, log_last, log_mid)).to(x0.dtype)
 
 
+def gaussian_log_likelihood(x0: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
+    """Elementwise log-density of x_0 under N(mean, exp(log_var)): the decoder for continuous data.
+
+    Math: log N(x; μ, σ²) = -½ (log 2πσ² + (x - μ)²/σ²). For the toy data sets, which have a
+    density; 8-bit images use :func:`discretized_gaussian_log_likelihood` — book Eq. (bits-per-dim).
+    """
+    if x0.shape != mean.shape:
+        raise ValueError(f"x0 has shape {tuple(x0.shape)} but the mean has {tuple(mean.shape)}")
+    return -0.5 * (math.log(2 * math.pi) + log_var + (x0 - mean) ** 2 * torch.exp(-log_var))
+
+
+def _check_decoder(decoder: str) -> None:
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; expected one of {DECODERS}")
+
+
 def prior_bpd(schedule: Schedule, x0: Tensor) -> Tensor:
     """L_T in bits per dimension, per example: KL(q(x_T | x_0) ‖ N(0, I)) / (D ln 2).
 
@@ -141,14 +159,23 @@ def vlb_terms(
     target: Target = "eps",
     variance: Variance = "beta_tilde",
     clip_x0: bool = False,
+    decoder: Decoder = "discrete",
 ) -> Tensor:
-    """Per-example term of the bound at code index ``t``, in bits/dim: KL for t ≥ 1, L_0 for t = 0."""
+    """Per-example term of the bound at code index ``t``, in bits/dim: KL for t ≥ 1, L_0 for t = 0.
+
+    Math: L_{t-1} = KL(q(x_{t-1} | x_t, x_0) ‖ p_θ(x_{t-1} | x_t)) at x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε,
+    L_0 = -log p_θ(x_0 | x_1) — book Eq. (bound-terms), Ho et al. Eq. 5. ``decoder="discrete"``
+    is the 8-bit decoder of Eq. (decoder); ``"continuous"`` the Gaussian density, for toy data.
+    Each value is the term divided by D ln 2: the sum over the D coordinates in bits, per coordinate.
+    """
+    _check_decoder(decoder)
     xt = q_sample(schedule, x0, t, noise)
     step = p_mean_variance(model, schedule, xt, t, target, variance, clip_x0)
     true = q_posterior(schedule, x0, xt, t)
     kl = mean_flat(normal_kl(true.mean, true.log_variance, step.mean, step.log_variance)) / LN2
-    decoder = -mean_flat(discretized_gaussian_log_likelihood(x0, step.mean, step.log_variance)) / LN2
-    return torch.where(t == 0, decoder, kl)
+    log_likelihood = discretized_gaussian_log_likelihood if decoder == "discrete" else gaussian_log_likelihood
+    nll = -mean_flat(log_likelihood(x0, step.mean, step.log_variance)) / LN2
+    return torch.where(t == 0, nll, kl)
 
 
 @torch.no_grad()
@@ -162,13 +189,16 @@ def nll_bits_per_dim(
     max_batch: int = 1024,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    decoder: Decoder = "discrete",
 ) -> VLB:
-    """Evaluate all T terms of the bound for each example of ``x0`` (8-bit data in [-1, 1]).
+    """Evaluate all T terms of the bound for each example of ``x0`` (8-bit data in [-1, 1], or
+    any real data with ``decoder="continuous"``).
 
     Each term uses one draw of x_t ~ q(x_t | x_0), so the total is an unbiased, single-sample
     estimate of the bound. Timesteps are batched: each model call sees up to ``max_batch``
     inputs (examples × timesteps).
     """
+    _check_decoder(decoder)
     B, T = x0.shape[0], schedule.T
     per_call = max(1, max_batch // B)
     terms = torch.empty(B, T, device=x0.device, dtype=x0.dtype)
@@ -183,7 +213,100 @@ def nll_bits_per_dim(
         x0_rep = x0.repeat(k, *([1] * (x0.ndim - 1)))  # (k·B, ...): all examples for each t
         t_rep = ts.repeat_interleave(B)  # (k·B,)
         noise = torch.randn(x0_rep.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        values = vlb_terms(model, schedule, x0_rep, t_rep, noise, target, variance, clip_x0)
+        values = vlb_terms(model, schedule, x0_rep, t_rep, noise, target, variance, clip_x0, decoder)
         terms[:, start : start + k] = values.reshape(k, B).T
     prior = prior_bpd(schedule, x0)
     return VLB(prior + terms.sum(dim=1), prior, terms[:, 0], terms[:, 1:])
+
+
+class BoundEstimate(NamedTuple):
+    """A stratified estimate of the bound per example, in bits/dim, and the standard error of the mean."""
+
+    total: Tensor  # (B,) prior + decoder + estimated Σ KL terms
+    prior: Tensor  # (B,) L_T, exact
+    decoder: Tensor  # (B,) L_0, one draw of x_1
+    kl: Tensor  # (B,) estimate of Σ_{t=2}^{T} L_{t-1}
+    standard_error: float  # of total.mean(), from the spread over the B examples
+
+
+@torch.no_grad()
+def vlb_stratified(
+    model: Model,
+    schedule: Schedule,
+    x0: Tensor,
+    strata: int,
+    target: Target = "eps",
+    variance: Variance = "beta_tilde",
+    clip_x0: bool = False,
+    max_batch: int = 1024,
+    generator: torch.Generator | None = None,
+    decoder: Decoder = "discrete",
+) -> BoundEstimate:
+    """The bound from ``strata`` timesteps per example instead of all T - 1 KL terms.
+
+    The code indices 1 … T-1 are cut into ``strata`` contiguous blocks of n_k steps; each example
+    draws one t uniformly inside every block, with its own x_t, and the block contributes
+    n_k · L_{t-1}. Each contribution is unbiased for the block's sum, so the total is unbiased for
+    the bound, and every example's estimate is independent of the others': the standard error of
+    the mean over examples is their standard deviation / √B. L_T is exact; L_0 uses one x_1.
+    """
+    _check_decoder(decoder)
+    B, T = x0.shape[0], schedule.T
+    if not 1 <= strata <= T - 1:
+        raise ValueError(f"strata must lie in [1, T - 1] = [1, {T - 1}], got {strata}")
+    if B < 2:
+        raise ValueError("the standard error needs at least 2 examples")
+    device = x0.device
+    edges = torch.linspace(1, T, strata + 1, dtype=torch.float64).round().long()  # block k: [edges[k], edges[k+1])
+    starts, sizes = edges[:-1].to(device), edges.diff().to(device)  # (S,)
+    u = torch.rand(B, strata, generator=generator, device=device, dtype=torch.float64)
+    ts = starts + (u * sizes).long().clamp(max=sizes - 1)  # (B, S) one t per block per example
+    ts = torch.cat([torch.zeros(B, 1, dtype=torch.long, device=device), ts], dim=1)  # column 0: L_0
+    terms = torch.empty(B, strata + 1, device=device, dtype=x0.dtype)
+    per_call = max(1, max_batch // B)
+    for start in range(0, strata + 1, per_call):
+        cols = ts[:, start : start + per_call]  # (B, k)
+        k = cols.shape[1]
+        x0_rep = x0.repeat(k, *([1] * (x0.ndim - 1)))  # (k·B, ...)
+        t_rep = cols.T.reshape(-1)  # (k·B,) column-major, matching x0_rep
+        noise = torch.randn(x0_rep.shape, generator=generator, device=device, dtype=x0.dtype)
+        values = vlb_terms(model, schedule, x0_rep, t_rep, noise, target, variance, clip_x0, decoder)
+        terms[:, start : start + k] = values.reshape(k, B).T
+    prior = prior_bpd(schedule, x0)
+    kl = (terms[:, 1:] * sizes.to(terms.dtype)).sum(dim=1)
+    total = prior + terms[:, 0] + kl
+    return BoundEstimate(total, prior, terms[:, 0], kl, float(total.double().std() / math.sqrt(B)))
+
+
+@torch.no_grad()
+def elbo_chain_form(
+    model: Model,
+    schedule: Schedule,
+    x0: Tensor,
+    target: Target = "eps",
+    variance: Variance = "beta_tilde",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """A one-sample estimate of the bound in its first form, per example, in bits/dim.
+
+    Math: L = E_{q(x_{1:T} | x_0)}[-log p(x_T) - Σ_{t=1}^{T} log p_θ(x_{t-1} | x_t) / q(x_t | x_{t-1})]
+    — book Eq. (elbo), Ho et al. Eq. 3. Runs one forward chain per example, one step at a time,
+    and scores every transition under both processes; no Bayes' rule, no closed-form KL. The t = 1
+    step uses the Gaussian density (continuous data). Its expectation is the bound that
+    :func:`nll_bits_per_dim` computes from the rearranged terms, with a larger variance.
+    """
+    x = x0
+    total = torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
+    for k in range(schedule.T):  # code index k: the step between x_k and x_{k+1} in the paper's numbering
+        t = torch.full((x0.shape[0],), k, device=x0.device, dtype=torch.long)
+        x_next = q_step(schedule, x, t, generator=generator)
+        log_alpha = extract(torch.log(schedule.alphas), t, x)
+        log_q = gaussian_log_likelihood(x_next, torch.exp(0.5 * log_alpha) * x, extract(torch.log(schedule.betas), t, x))
+        step = p_mean_variance(model, schedule, x_next, t, target, variance)
+        log_p = gaussian_log_likelihood(x, step.mean, step.log_variance)
+        total += (log_q - log_p).reshape(x0.shape[0], -1).double().sum(dim=1)
+        x = x_next
+    zeros = torch.zeros_like(x)
+    total -= gaussian_log_likelihood(x, zeros, zeros).reshape(x0.shape[0], -1).double().sum(dim=1)
+    dims = x0[0].numel()
+    return (total / (dims * LN2)).to(x0.dtype)

@@ -4,6 +4,10 @@ Algorithm 1, per step: draw x_0 from the data, t uniformly, ε ~ N(0, I); take a
 step on ‖ε - ε_θ(√ᾱ_t x_0 + √(1-ᾱ_t) ε, t)‖². Everything around it (AdamW, gradient
 clipping, an exponential moving average of the weights, mixed precision) is
 engineering that makes the same loss train faster and sample better.
+
+Two options of chapter 2 change the objective itself: ``loss="vlb"`` trains on the terms of the
+variational bound (Ho et al. Eq. 5) instead of L_simple, and ``t_sampling="importance"`` draws t
+with p_t ∝ √E[L_t²] and reweights by 1/(T p_t) (Nichol & Dhariwal 2021, Sec. 3.3).
 """
 
 from __future__ import annotations
@@ -18,9 +22,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .losses import l_simple
+from .losses import l_simple, vlb_terms
+from .reverse import VARIANCES
 from .schedules import Schedule, schedule_from_betas
 from .targets import check_target
+from .timesteps import ImportanceSampler
+
+LOSSES = ("simple", "vlb")
+T_SAMPLINGS = ("uniform", "importance")
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,9 @@ class TrainConfig:
     grad_clip: float = 1.0  # maximum global gradient norm (Ho et al.: 1.0)
     ema_decay: float = 0.999  # EMA decay of the weights; samples come from the EMA copy
     target: str = "eps"  # what the model predicts: "eps", "x0" or "v"
+    loss: str = "simple"  # "simple": L_simple (Ho Eq. 14); "vlb": the bound's term at t, in bits/dim (Eq. 5)
+    t_sampling: str = "uniform"  # "uniform" (Algorithm 1) or "importance" (p_t ∝ √E[L_t²], reweighted)
+    variance: str = "beta_tilde"  # the reverse variance σ_t² in the "vlb" loss: "beta_tilde" or "beta"
     p_uncond: float = 0.0  # probability of replacing a class label by the null label (guidance)
     seed: int = 0  # seeds the batches, timesteps and noise drawn by the loop
     amp: bool = True  # on CUDA: bf16 autocast where supported, else fp16 with a GradScaler
@@ -46,6 +58,11 @@ class TrainConfig:
 
     def __post_init__(self):
         check_target(self.target)
+        if self.loss not in LOSSES or self.t_sampling not in T_SAMPLINGS or self.variance not in VARIANCES:
+            raise ValueError(
+                f"loss must be one of {LOSSES}, t_sampling one of {T_SAMPLINGS}, variance one of {VARIANCES}; "
+                f"got {self.loss!r}, {self.t_sampling!r}, {self.variance!r}"
+            )
         if self.steps < 1 or self.batch_size < 1 or self.check_every < 1:
             raise ValueError("steps, batch_size and check_every must be at least 1")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -85,6 +102,7 @@ class TrainResult(NamedTuple):
     loss_per_t: Tensor | None  # (T,) mean loss at each timestep, if recorded
     seconds: float  # wall time of the loop
     timeline: list[tuple[int, float]]  # (steps done, seconds since the start) at every loss check
+    t_probabilities: Tensor | None = None  # (T,) the importance sampler's final p_t, if it was used
 
 
 def cpu_has_native_bf16() -> bool:
@@ -132,6 +150,12 @@ def train(
     ``model.config.num_classes`` that often (classifier-free guidance).
     On the CPU the run is deterministic for a given ``config.seed`` (and model initialisation).
 
+    With ``config.loss="vlb"`` each example's loss is its term of the bound at its t (KL for
+    t ≥ 1, the discretised decoder at t = 0, so the data must be 8-bit values in [-1, 1]) times T:
+    the batch mean is an unbiased estimate of the bound minus L_T, in bits/dim, and ``losses``
+    records it. With ``config.t_sampling="importance"`` each loss is also multiplied by
+    1/(T p_t), which keeps that expectation.
+
     Raises:
         ValueError: for a schedule on another device than the model, or labels of wrong shape.
         FloatingPointError: if the loss becomes NaN or infinite, naming the step.
@@ -155,6 +179,7 @@ def train(
     labels = labels.to(device) if labels is not None else None
 
     gen = torch.Generator(device).manual_seed(config.seed)
+    sampler = ImportanceSampler(schedule.T, device) if config.t_sampling == "importance" else None
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=device.type == "cuda"
     )
@@ -180,7 +205,10 @@ def train(
         x0 = data[idx]
         if config.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
-        t = torch.randint(0, schedule.T, (config.batch_size,), device=device, generator=gen)
+        if sampler is None:
+            t = torch.randint(0, schedule.T, (config.batch_size,), device=device, generator=gen)
+        else:
+            t, t_weight = sampler.sample(config.batch_size, gen)
         noise = torch.randn(x0.shape, device=device, generator=gen)
         if labels is None:
             predict = net
@@ -196,8 +224,17 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
         with autocast:
-            per_example = l_simple(predict, schedule, x0, t, noise, config.target)
-        loss = per_example.float().mean()
+            if config.loss == "simple":
+                per_example = l_simple(predict, schedule, x0, t, noise, config.target)
+            else:  # the bound's term at t, ×T: its mean over uniform t is the bound minus L_T
+                per_example = schedule.T * vlb_terms(predict, schedule, x0, t, noise, config.target, config.variance)
+        per_example = per_example.float()
+        if sampler is not None:
+            sampler.update(t, per_example)
+            per_example_weighted = per_example * t_weight
+        else:
+            per_example_weighted = per_example
+        loss = per_example_weighted.mean()
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -230,7 +267,8 @@ def train(
                 bar.set_postfix(loss=f"{recent.mean().item():.4f}")
     seconds = time.perf_counter() - start
     per_t = (loss_sum / loss_count.clamp(min=1)).float().cpu() if config.record_loss_per_t else None
-    return TrainResult(model, ema.model, losses.cpu(), per_t, seconds, timeline)
+    probabilities = sampler.probabilities().float().cpu() if sampler is not None else None
+    return TrainResult(model, ema.model, losses.cpu(), per_t, seconds, timeline, probabilities)
 
 
 @torch.no_grad()

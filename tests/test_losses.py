@@ -455,3 +455,64 @@ def test_nll_kl_terms_of_a_zero_model_average_to_lambda_t_eq_kl_weight(max_batch
     lam = S_BETA**2 / (2 * beta_tilde * S_ALPHA * (1 - S_ABAR))
     ratio = vlb.kl.double().mean(0) / (lam[1:] / LN2)
     assert ((ratio - 1).abs() < 5 * math.sqrt(2 / (256 * 32))).all(), ratio
+
+
+def test_continuous_decoder_is_the_gaussian_density():
+    from ddpm_utils.losses import gaussian_log_likelihood
+
+    g = torch.Generator().manual_seed(20)
+    x, mean = torch.randn(5, 3, generator=g, dtype=torch.float64), torch.randn(5, 3, generator=g, dtype=torch.float64)
+    log_var = torch.randn(5, 1, generator=g, dtype=torch.float64)
+    expected = Normal(mean, (0.5 * log_var).exp()).log_prob(x)
+    torch.testing.assert_close(gaussian_log_likelihood(x, mean, log_var.expand_as(x)), expected)
+
+
+def test_stratified_bound_estimate_is_unbiased_with_its_standard_error():
+    """vlb_stratified with 20 strata on 1-D Gaussian data and the exact ε*: its mean over 3,000 examples is
+    within 4 of its own standard errors of the exact bound (gaussian_data_bound), that standard error
+    bounds the spread of 5 repeated estimates on the same x_0 (within a factor 2: a spread of five
+    values is itself uncertain), and with all T - 1 strata it is nll_bits_per_dim."""
+    from ddpm_utils import GaussianMixture, MixtureOracle
+    from ddpm_utils.losses import vlb_stratified
+    from ddpm_utils.oracle import gaussian_data_bound
+
+    schedule = make_schedule("linear")
+    f64 = dict(dtype=torch.float64)
+    data = GaussianMixture(torch.ones(1, **f64), torch.tensor([[0.3]], **f64), torch.tensor([[0.5**0.5]], **f64))
+    oracle = MixtureOracle(data, schedule)
+    g = torch.Generator().manual_seed(21)
+    x0 = data.sample(3000, g)
+    exact = gaussian_data_bound(schedule, 0.3, 0.5).total.item() / LN2
+    means, errors = [], []
+    for _ in range(5):
+        est = vlb_stratified(oracle, schedule, x0, strata=20, generator=g, decoder="continuous", max_batch=100_000)
+        assert est.total.shape == est.prior.shape == est.decoder.shape == est.kl.shape == (3000,)
+        torch.testing.assert_close(est.total, est.prior + est.decoder + est.kl)
+        means.append(est.total.double().mean().item())
+        errors.append(est.standard_error)
+    assert all(abs(m - exact) < 4 * e for m, e in zip(means, errors)), (means, errors, exact)
+    spread = torch.tensor(means).std().item()  # the same x_0 each time: only the t and x_t draws move it
+    assert spread < 2 * sum(errors) / len(errors)
+    # all strata of size one: every term once, as nll_bits_per_dim does
+    small = schedule_from_betas(BETAS[:6])
+    x_small = torch.rand(4, 3, generator=g) * 2 - 1
+    zero = lambda xt, t: torch.zeros_like(xt)  # noqa: E731
+    full = vlb_stratified(zero, small, x_small, strata=5, generator=torch.Generator().manual_seed(1))
+    ref = nll_bits_per_dim(zero, small, x_small, generator=torch.Generator().manual_seed(1), max_batch=4)
+    assert full.kl.shape == (4,)
+    torch.testing.assert_close(full.prior, ref.prior)
+
+
+def test_vlb_stratified_and_decoders_reject_bad_arguments():
+    from ddpm_utils.losses import vlb_stratified
+
+    schedule = schedule_from_betas(BETAS[:6])
+    zero = lambda xt, t: torch.zeros_like(xt)  # noqa: E731
+    x0 = torch.zeros(4, 2)
+    for strata in (0, 6):
+        with pytest.raises(ValueError, match="strata"):
+            vlb_stratified(zero, schedule, x0, strata=strata)
+    with pytest.raises(ValueError, match="at least 2"):
+        vlb_stratified(zero, schedule, x0[:1], strata=2)
+    with pytest.raises(ValueError, match="decoder"):
+        nll_bits_per_dim(zero, schedule, x0, decoder="gaussian")
