@@ -291,8 +291,8 @@ def test_kl_weight_for_sigma2_beta_eq_kl_weight_beta(kind):
 
 @pytest.mark.parametrize("kind", SCHEDULES)
 def test_kl_weight_for_beta_tilde_is_half_snr_ratio_minus_one_eq_kl_weight_snr(kind):
-    """λ_t = ½ (SNR(t-1)/SNR(t) - 1) for σ² = β̃, SNR = ᾱ/(1-ᾱ) from a loop, at every t ≥ 2; at t = 1
-    SNR(0) = ∞, and kl_weight refuses the index."""
+    """λ_t = ½ (SNR(t-1)/SNR(t) - 1) for σ² = β̃, SNR = ᾱ/(1-ᾱ) from a loop, at every t ≥ 2 (at t = 1
+    SNR(0) = ∞; test_losses checks that kl_weight refuses that index)."""
     _, _, abar, abar_prev = ref_coefs(SCHEDULES[kind])
     snr, snr_prev = abar / (1 - abar), abar_prev[1:] / (1 - abar_prev[1:])
     t = torch.arange(1, 1000)

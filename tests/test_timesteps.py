@@ -25,16 +25,14 @@ def warmed_up(losses_per_t, rounds=12, decay=0.9):
 
 
 def test_importance_weighted_estimate_is_unbiased_for_the_sum_over_t_eq_importance_t():
-    """E_{t~p}[L_t / (T p_t)] = (1/T) Σ_t L_t, for learned, far from uniform p: exactly by enumerating t
-    with the weights sample() returns, and by Monte Carlo over 200,000 draws (within 4 standard errors)."""
+    """E_{t~p}[L_t w_t] = (1/T) Σ_t L_t with the weights w_t = 1/(T p_t) that sample() returns, for a learned,
+    far from uniform p: by Monte Carlo over 200,000 draws (within 4 standard errors)."""
     loss = torch.tensor([30.0, 8.0, 2.0, 1.0, 0.5, 0.3, 0.2, 0.1])  # spans two orders, like λ_t
     sampler = warmed_up([[v] for v in loss.tolist()])
     p = sampler.probabilities()
     assert p.max() / p.min() > 50  # really not uniform
     t, w = sampler.sample(200_000, torch.Generator().manual_seed(0))
     torch.testing.assert_close(w.double(), 1 / (T * p[t]), rtol=1e-6, atol=0)
-    exact = (p * loss.double() / (T * p)).sum()
-    torch.testing.assert_close(exact, loss.double().mean(), rtol=1e-12, atol=0)
     estimate = loss[t].double() * w.double()
     se = estimate.std() / math.sqrt(len(estimate))
     assert abs(estimate.mean() - loss.double().mean()) < 4 * se
@@ -48,9 +46,9 @@ def test_importance_probabilities_follow_the_root_mean_square_loss_eq_importance
     pattern = [[v, 3 * v] for v in a]  # alternating values: EMA of L² ends between a² and 9a², same ratio for all t
     sampler = warmed_up(pattern, rounds=400, decay=0.9)
     p = sampler.probabilities().double()
+    a_t = torch.tensor(a, dtype=torch.float64)
+    torch.testing.assert_close(p, 0.999 * a_t / a_t.sum() + 0.001 / T, rtol=1e-9, atol=0)
     rms = sampler.second_moment.sqrt()
-    expected = 0.999 * rms / rms.sum() + 0.001 / T
-    torch.testing.assert_close(p, expected, rtol=1e-9, atol=0)
     torch.testing.assert_close(p.sum(), torch.tensor(1.0, dtype=torch.float64), rtol=1e-12, atol=0)
     ratio = torch.tensor(a, dtype=torch.float64) / a[0]
     torch.testing.assert_close(rms / rms[0], ratio, rtol=1e-6, atol=0)  # the scale cancels
