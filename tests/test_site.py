@@ -70,3 +70,15 @@ def test_equations_are_cross_referenced_across_pages(built_book):
 def test_every_notebook_page_has_a_colab_launch_button(built_book):
     for page in sorted((built_book / "notebooks").glob("*.html")):
         assert "colab.research.google.com/github/" in page.read_text(encoding="utf-8"), page.name
+
+
+def test_chapter_2_links_back_and_quotes_its_notebook(built_book):
+    """Chapter 2 refers to chapter 1's equations and shows numbers pasted from its notebook's run; the notebook refers
+    to the chapter's equations and theorem."""
+    chapter = (built_book / "book" / "02_elbo.html").read_text(encoding="utf-8")
+    notebook = (built_book / "notebooks" / "02_elbo.html").read_text(encoding="utf-8")
+    assert re.search(r'href="01_forward_process\.html#equation-forward-reparam"', chapter)
+    assert re.search(r'href="\.\./book/02_elbo\.html#equation-kl-weight"', notebook)
+    assert re.search(r'href="\.\./book/02_elbo\.html#thm-gap-decomposition"', notebook)
+    pasted = re.findall(r'<span class="pasted-text">([^<]*)</span>', chapter)
+    assert len(pasted) >= 10 and all(re.fullmatch(r"-?[\d.,e+-]+", p) for p in pasted), pasted[:12]
