@@ -40,7 +40,7 @@ from .losses import (
 )
 from .oracle import GaussianBound, GaussianMixture, MixtureOracle, gaussian_data_bound
 from .posterior import Posterior, q_posterior
-from .reverse import ReverseStep, p_mean_variance, reverse_variance
+from .reverse import ReverseStep, interpolated_log_variance, p_mean_variance, reverse_variance
 from .samplers import ddim_sample, ddpm_sample, respace, timestep_subsequence
 from .schedules import (
     Schedule,

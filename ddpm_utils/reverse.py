@@ -44,6 +44,20 @@ def reverse_variance(schedule: Schedule, t: Tensor, x: Tensor, variance: Varianc
     raise ValueError(f"unknown reverse variance {variance!r}; expected one of {VARIANCES}")
 
 
+def interpolated_log_variance(schedule: Schedule, t: Tensor, v: Tensor) -> Tensor:
+    """log σ_t² interpolated between the two fixed choices, as Nichol & Dhariwal learn it.
+
+    Math: log σ_t² = v log β_t + (1 - v) log β̃_t — book Eq. (learned-variance), Nichol & Dhariwal
+    Eq. 15. ``v`` has the shape of the data (a network outputs one v per coordinate) or broadcasts
+    to it; v = 1 gives β_t, v = 0 the clipped β̃_t. improved-diffusion calls this
+    ``ModelVarType.LEARNED_RANGE``; diffusers ``variance_type="learned_range"``.
+    """
+    check_timesteps(schedule, t, v if v.ndim else None)
+    log_beta = extract(torch.log(schedule.betas), t, v)
+    log_beta_tilde = extract(schedule.posterior_log_variance_clipped, t, v)
+    return v * log_beta + (1 - v) * log_beta_tilde
+
+
 def p_mean_variance(
     model: Model,
     schedule: Schedule,

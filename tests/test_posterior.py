@@ -139,3 +139,131 @@ def test_posterior_rejects_mismatched_shapes_and_bad_t(schedule):
         q_posterior(schedule, torch.zeros(2), torch.zeros(2), torch.tensor([1, T]))
     with pytest.raises(ValueError, match="one timestep per example"):
         q_posterior(schedule, torch.zeros(2), torch.zeros(2), torch.tensor([1]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 3: the posterior derived, cross-checked, and the choice of the reverse variance
+# ---------------------------------------------------------------------------------------------
+
+LINEAR = [1e-4 + (0.02 - 1e-4) * i / 999 for i in range(1000)]
+F64 = dict(dtype=torch.float64)
+
+
+def _coefs(betas):
+    beta = torch.tensor(betas, **F64)
+    abar = torch.tensor(loop_alpha_bars(betas), **F64)
+    return beta, 1 - beta, abar, torch.cat([torch.ones(1, **F64), abar[:-1]])
+
+
+@pytest.mark.parametrize("betas", [BETAS, LINEAR], ids=["short", "linear"])
+def test_posterior_precision_is_the_sum_of_the_two_precisions_eq_posterior_precision(betas):
+    """1/β̃_t = α_t/β_t + 1/(1-ᾱ_{t-1}) at every t ≥ 2, ᾱ from a float64 loop, against the package's β̃."""
+    beta, alpha, _, abar_prev = _coefs(betas)
+    schedule = schedule_from_betas(betas)
+    precision = alpha[1:] / beta[1:] + 1 / (1 - abar_prev[1:])
+    torch.testing.assert_close(schedule.posterior_variance[1:].double(), 1 / precision, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("betas", [BETAS, LINEAR], ids=["short", "linear"])
+def test_posterior_is_the_conditional_of_the_joint_gaussian_eq_posterior_joint(betas):
+    """Given x_0, (x_{t-1}, x_t) is a 2-D Gaussian with covariance √α_t (1-ᾱ_{t-1}); conditioning it on x_t
+    (Schur complement of the 2×2 covariance, built here from ᾱ by a loop) gives q_posterior's mean and variance."""
+    beta, alpha, abar, abar_prev = _coefs(betas)
+    schedule = schedule_from_betas(betas)
+    g = torch.Generator().manual_seed(0)
+    for t in (1, 2, len(betas) // 2, len(betas) - 1):
+        x0 = torch.randn(5, generator=g, **F64)
+        xt = torch.randn(5, generator=g, **F64) * 1.3
+        cov = torch.tensor([[1 - abar_prev[t], alpha[t].sqrt() * (1 - abar_prev[t])],
+                            [alpha[t].sqrt() * (1 - abar_prev[t]), 1 - abar[t]]], **F64)
+        means = torch.stack([abar_prev[t].sqrt() * x0, abar[t].sqrt() * x0])  # (2, 5)
+        # Monte Carlo check that this is the joint law: x_t = √α_t x_{t-1} + √β_t ε_t
+        prev = abar_prev[t].sqrt() * 0.5 + (1 - abar_prev[t]).sqrt() * torch.randn(200_000, generator=g, **F64)
+        nxt = alpha[t].sqrt() * prev + beta[t].sqrt() * torch.randn(200_000, generator=g, **F64)
+        empirical = torch.cov(torch.stack([prev, nxt]))
+        torch.testing.assert_close(empirical, cov, rtol=0, atol=0.01)
+        cond_mean = means[0] + cov[0, 1] / cov[1, 1] * (xt - means[1])
+        cond_var = cov[0, 0] - cov[0, 1] ** 2 / cov[1, 1]
+        post = q_posterior(schedule, x0[:, None], xt[:, None], torch.full((5,), t))
+        torch.testing.assert_close(post.mean[:, 0].double(), cond_mean, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(post.variance.reshape(-1)[0].double(), cond_var, rtol=1e-5, atol=1e-9)
+
+
+def _grid_reverse_kernel(points, weights, t, xt, betas, n=40_001):
+    """q(x_{t-1} | x_t) on a grid by Bayes' rule: q(x_{t-1}) q(x_t | x_{t-1}) / q(x_t), for data on ``points``."""
+    beta, alpha, abar, abar_prev = _coefs(betas)
+    x = torch.linspace(-4, 4, n, **F64)
+    prior = sum(w * torch.distributions.Normal(abar_prev[t].sqrt() * p, (1 - abar_prev[t]).sqrt()).log_prob(x).exp()
+                for p, w in zip(points, weights))
+    lik = torch.distributions.Normal(alpha[t].sqrt() * x, beta[t].sqrt()).log_prob(torch.tensor(xt, **F64)).exp()
+    density = prior * lik
+    return x, density / (density.sum() * (x[1] - x[0]))
+
+
+def test_true_reverse_kernel_of_two_point_data_is_a_mixture_eq_two_point_reverse():
+    """For data {-1, +1} the true q(x_{t-1} | x_t), by Bayes' rule on a grid, is the mixture of the posteriors
+    q(x_{t-1} | x_t, x_0 = ±1) weighted by the responsibilities q(x_0 | x_t); with data {-1, +1} weighted 0.8/0.2
+    the kernel at the same x_t differs (by at least 20% of its peak), while q(x_{t-1} | x_t, x_0) is the same
+    function of the schedule."""
+    betas = BETAS  # large steps (β up to 0.4), where the data visibly shape one reverse step
+    schedule = schedule_from_betas(betas)
+    _, _, abar, _ = _coefs(betas)
+    t, xt = 5, 0.2  # code index 5 (β = 0.2): both points still plausible given x_t
+    for weights in ((0.5, 0.5), (0.8, 0.2)):
+        x, density = _grid_reverse_kernel((-1.0, 1.0), weights, t, xt, betas)
+        lik_x0 = torch.tensor([torch.distributions.Normal(abar[t].sqrt() * p, (1 - abar[t]).sqrt())
+                               .log_prob(torch.tensor(xt, **F64)).exp() * w for p, w in zip((-1.0, 1.0), weights)])
+        resp = lik_x0 / lik_x0.sum()  # q(x_0 | x_t)
+        mixture = 0
+        for p, r in zip((-1.0, 1.0), resp):
+            post = q_posterior(schedule, torch.tensor([[p]], **F64), torch.tensor([[xt]], **F64), torch.tensor([t]))
+            mixture = mixture + r * torch.distributions.Normal(post.mean[0, 0], post.variance.reshape(-1)[0].double().sqrt()).log_prob(x).exp()
+        torch.testing.assert_close(density, mixture, rtol=0, atol=2e-3 * density.max().item())
+        if weights == (0.5, 0.5):
+            balanced = density
+    assert (balanced - density).abs().max() > 0.2 * density.max()  # the data changed the reverse kernel
+
+
+@pytest.mark.parametrize("betas", [BETAS, LINEAR], ids=["short", "linear"])
+def test_true_reverse_variance_is_beta_for_unit_gaussian_data_and_beta_tilde_for_a_point_eq_optimal_variance(betas):
+    """Var(x_{t-1} | x_t) from the joint covariances (float64 loop): x_0 ~ N(0, 1) gives exactly β_t; x_0 a single
+    point gives β̃_t, the package's posterior_variance (Ho et al. Sec. 3.2)."""
+    beta, alpha, abar, abar_prev = _coefs(betas)
+    schedule = schedule_from_betas(betas)
+    for var0, expected in ((1.0, beta), (0.0, schedule.posterior_variance.double())):
+        v_prev = abar_prev * var0 + 1 - abar_prev  # Var(x_{t-1})
+        v_t = abar * var0 + 1 - abar  # Var(x_t)
+        cov = alpha.sqrt() * v_prev
+        true_var = v_prev - cov**2 / v_t
+        torch.testing.assert_close(true_var[1:], expected[1:], rtol=1e-5, atol=1e-12)
+
+
+@pytest.mark.parametrize("betas", [BETAS, LINEAR], ids=["short", "linear"])
+def test_variance_ratio_is_one_minus_alpha_bar_prev_over_one_minus_alpha_bar_eq_variance_ratio(betas):
+    _, _, abar, abar_prev = _coefs(betas)
+    schedule = schedule_from_betas(betas)
+    ratio = schedule.posterior_variance.double() / schedule.betas.double()
+    torch.testing.assert_close(ratio[1:], ((1 - abar_prev) / (1 - abar))[1:], rtol=1e-5, atol=0)
+    assert ratio[0] == 0 and (ratio[1:] < 1).all()
+
+
+def test_interpolated_log_variance_spans_beta_tilde_to_beta_eq_learned_variance():
+    """v = 1 gives log β_t, v = 0 the clipped log β̃_t, v = ½ their geometric mean; monotone in v."""
+    from ddpm_utils import interpolated_log_variance
+
+    schedule = schedule_from_betas(LINEAR)
+    beta, _, abar, abar_prev = _coefs(LINEAR)
+    bt = beta * (1 - abar_prev) / (1 - abar)
+    t = torch.tensor([0, 1, 10, 500, 999])
+    ones = torch.ones(5, 3)
+    torch.testing.assert_close(interpolated_log_variance(schedule, t, ones).double(),
+                               beta[t].log()[:, None].expand(5, 3), rtol=1e-5, atol=1e-6)
+    clipped = torch.where(t == 0, bt[1], bt[t]).log()
+    torch.testing.assert_close(interpolated_log_variance(schedule, t, 0 * ones).double(),
+                               clipped[:, None].expand(5, 3), rtol=1e-5, atol=1e-6)
+    half = interpolated_log_variance(schedule, t, 0.5 * ones).double().exp()
+    torch.testing.assert_close(half, (beta[t] * torch.where(t == 0, bt[1], bt[t])).sqrt()[:, None].expand(5, 3),
+                               rtol=1e-5, atol=0)
+    vs = torch.linspace(0, 1, 11)[:, None].expand(11, 1)
+    values = interpolated_log_variance(schedule, torch.full((11,), 5), vs)[:, 0]
+    assert (values.diff() > 0).all()
