@@ -82,3 +82,15 @@ def test_chapter_2_links_back_and_quotes_its_notebook(built_book):
     assert re.search(r'href="\.\./book/02_elbo\.html#thm-gap-decomposition"', notebook)
     pasted = re.findall(r'<span class="pasted-text">([^<]*)</span>', chapter)
     assert len(pasted) >= 10 and all(re.fullmatch(r"-?[\d.,e+-]+", p) for p in pasted), pasted[:12]
+
+
+def test_chapter_3_links_back_and_quotes_its_notebook(built_book):
+    """Chapter 3 refers to chapters 1 and 2 and shows numbers pasted from its notebook; the notebook refers to the
+    chapter's equations."""
+    chapter = (built_book / "book" / "03_posterior.html").read_text(encoding="utf-8")
+    notebook = (built_book / "notebooks" / "03_posterior.html").read_text(encoding="utf-8")
+    assert re.search(r'href="02_elbo\.html#equation-reverse-mean-eps"', chapter)
+    assert re.search(r'href="01_forward_process\.html#equation-forward-closed-form"', chapter)
+    assert re.search(r'href="\.\./book/03_posterior\.html#equation-posterior-bayes"', notebook)
+    pasted = re.findall(r'<span class="pasted-text">([^<]*)</span>', chapter)
+    assert len(pasted) >= 10 and all(re.fullmatch(r"-?[\d.,e+-]+", p) for p in pasted), pasted[:12]
