@@ -204,6 +204,7 @@ def load_classifier(
     return model.eval().requires_grad_(False)
 
 
+@torch.enable_grad()  # the caller may be sampling under no_grad (the benchmarks do): training needs gradients
 def _train(train: ImageData, config: ClassifierConfig, device: torch.device) -> MnistClassifier:
     """A new classifier fitted by Adam on the cross-entropy; seeded init and batch order."""
     generator = torch.Generator().manual_seed(config.seed)

@@ -1,5 +1,6 @@
 """Fixtures shared by test files."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,21 @@ from book_build import build_book
 from chromium import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def empty_ddpm_utils_cache(tmp_path_factory):
+    """Every test session starts from an empty ddpm_utils cache (``DDPM_UTILS_CACHE``), so no test passes only
+    because an earlier run, or another test, left a trained classifier in ``~/.cache``. Notebooks that nbmake runs
+    later in the session start their kernels with this environment and share the same cache."""
+    path = tmp_path_factory.mktemp("ddpm_utils_cache")
+    previous = os.environ.get("DDPM_UTILS_CACHE")
+    os.environ["DDPM_UTILS_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("DDPM_UTILS_CACHE", None)
+    else:
+        os.environ["DDPM_UTILS_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")

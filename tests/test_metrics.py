@@ -213,6 +213,19 @@ def test_load_classifier_trains_once_then_loads_from_the_cache(tiny_mnist, tmp_p
         assert torch.equal(p, q), name
 
 
+def test_a_cold_cache_trains_the_classifier_even_inside_no_grad(tiny_mnist, tmp_path, monkeypatch):
+    """The sampling benchmarks call load_classifier under torch.no_grad(); on a machine with an empty cache the
+    classifier must still train (and be cached), not fail for lack of gradients."""
+    monkeypatch.setenv("DDPM_UTILS_CACHE", str(tmp_path))
+    assert not list(tmp_path.glob("*.pt"))
+    with torch.no_grad():
+        judge = load_classifier("cpu", data=tiny_mnist, verbose=False, config=TINY)
+    assert len(list(tmp_path.glob("*.pt"))) == 1 and not judge.training
+    with torch.no_grad():  # and the caller's no-grad mode is what it was after the (cached) call
+        load_classifier("cpu", data=tiny_mnist, verbose=False, config=TINY)
+        assert not torch.is_grad_enabled()
+
+
 def test_a_different_data_source_gets_a_different_cache_file(tiny_mnist, tmp_path, monkeypatch):
     monkeypatch.setenv("DDPM_UTILS_CACHE", str(tmp_path))
     load_classifier("cpu", data=tiny_mnist, verbose=False, config=TINY)
