@@ -178,6 +178,43 @@ def vlb_terms(
     return torch.where(t == 0, nll, kl)
 
 
+def _terms_at(
+    model: Model,
+    schedule: Schedule,
+    x0: Tensor,
+    ts: Tensor,
+    target: Target,
+    variance: Variance,
+    clip_x0: bool,
+    max_batch: int,
+    generator: torch.Generator | None,
+    decoder: Decoder,
+    progress: bool = False,
+) -> Tensor:
+    """The terms of the bound for example i at the code indices ``ts[i]``, in bits/dim: ``(B, K)``.
+
+    Columns are evaluated in chunks, each model call seeing up to ``max_batch`` inputs
+    (examples × columns), each term with its own draw of x_t.
+    """
+    B, K = ts.shape
+    per_call = max(1, max_batch // B)
+    terms = torch.empty(B, K, device=x0.device, dtype=x0.dtype)
+    chunks = range(0, K, per_call)
+    if progress:
+        from tqdm.auto import tqdm
+
+        chunks = tqdm(chunks, desc="bits/dim", unit="chunk")
+    for start in chunks:
+        cols = ts[:, start : start + per_call]  # (B, k)
+        k = cols.shape[1]
+        x0_rep = x0.repeat(k, *([1] * (x0.ndim - 1)))  # (k·B, ...): all examples for each column
+        t_rep = cols.T.reshape(-1)  # (k·B,) column by column, matching x0_rep
+        noise = torch.randn(x0_rep.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        values = vlb_terms(model, schedule, x0_rep, t_rep, noise, target, variance, clip_x0, decoder)
+        terms[:, start : start + k] = values.reshape(k, B).T
+    return terms
+
+
 @torch.no_grad()
 def nll_bits_per_dim(
     model: Model,
@@ -200,21 +237,8 @@ def nll_bits_per_dim(
     """
     _check_decoder(decoder)
     B, T = x0.shape[0], schedule.T
-    per_call = max(1, max_batch // B)
-    terms = torch.empty(B, T, device=x0.device, dtype=x0.dtype)
-    chunks = range(0, T, per_call)
-    if progress:
-        from tqdm.auto import tqdm
-
-        chunks = tqdm(chunks, desc="bits/dim", unit="chunk")
-    for start in chunks:
-        ts = torch.arange(start, min(start + per_call, T), device=x0.device)  # (k,)
-        k = ts.numel()
-        x0_rep = x0.repeat(k, *([1] * (x0.ndim - 1)))  # (k·B, ...): all examples for each t
-        t_rep = ts.repeat_interleave(B)  # (k·B,)
-        noise = torch.randn(x0_rep.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        values = vlb_terms(model, schedule, x0_rep, t_rep, noise, target, variance, clip_x0, decoder)
-        terms[:, start : start + k] = values.reshape(k, B).T
+    every_t = torch.arange(T, device=x0.device).expand(B, T)  # (B, T): all T terms for every example
+    terms = _terms_at(model, schedule, x0, every_t, target, variance, clip_x0, max_batch, generator, decoder, progress)
     prior = prior_bpd(schedule, x0)
     return VLB(prior + terms.sum(dim=1), prior, terms[:, 0], terms[:, 1:])
 
@@ -262,16 +286,7 @@ def vlb_stratified(
     u = torch.rand(B, strata, generator=generator, device=device, dtype=torch.float64)
     ts = starts + (u * sizes).long().clamp(max=sizes - 1)  # (B, S) one t per block per example
     ts = torch.cat([torch.zeros(B, 1, dtype=torch.long, device=device), ts], dim=1)  # column 0: L_0
-    terms = torch.empty(B, strata + 1, device=device, dtype=x0.dtype)
-    per_call = max(1, max_batch // B)
-    for start in range(0, strata + 1, per_call):
-        cols = ts[:, start : start + per_call]  # (B, k)
-        k = cols.shape[1]
-        x0_rep = x0.repeat(k, *([1] * (x0.ndim - 1)))  # (k·B, ...)
-        t_rep = cols.T.reshape(-1)  # (k·B,) column-major, matching x0_rep
-        noise = torch.randn(x0_rep.shape, generator=generator, device=device, dtype=x0.dtype)
-        values = vlb_terms(model, schedule, x0_rep, t_rep, noise, target, variance, clip_x0, decoder)
-        terms[:, start : start + k] = values.reshape(k, B).T
+    terms = _terms_at(model, schedule, x0, ts, target, variance, clip_x0, max_batch, generator, decoder)
     prior = prior_bpd(schedule, x0)
     kl = (terms[:, 1:] * sizes.to(terms.dtype)).sum(dim=1)
     total = prior + terms[:, 0] + kl
@@ -297,11 +312,11 @@ def elbo_chain_form(
     """
     x = x0
     total = torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
+    sqrt_alphas, log_betas = schedule.alphas.sqrt(), torch.log(schedule.betas)  # q(x_t | x_{t-1}), Eq. (forward-step)
     for k in range(schedule.T):  # code index k: the step between x_k and x_{k+1} in the paper's numbering
         t = torch.full((x0.shape[0],), k, device=x0.device, dtype=torch.long)
         x_next = q_step(schedule, x, t, generator=generator)
-        log_alpha = extract(torch.log(schedule.alphas), t, x)
-        log_q = gaussian_log_likelihood(x_next, torch.exp(0.5 * log_alpha) * x, extract(torch.log(schedule.betas), t, x))
+        log_q = gaussian_log_likelihood(x_next, extract(sqrt_alphas, t, x) * x, extract(log_betas, t, x))
         step = p_mean_variance(model, schedule, x_next, t, target, variance)
         log_p = gaussian_log_likelihood(x, step.mean, step.log_variance)
         total += (log_q - log_p).reshape(x0.shape[0], -1).double().sum(dim=1)
