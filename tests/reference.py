@@ -18,6 +18,13 @@ def loop_alpha_bars(betas):
     return out
 
 
+def loop_coefficients(betas):
+    """β, α, ᾱ and ᾱ_{t-1} (with ᾱ_0 = 1) at every code index, as lists of floats, ᾱ by the loop above."""
+    beta = [float(b) for b in betas]
+    abar = loop_alpha_bars(beta)
+    return beta, [1.0 - b for b in beta], abar, [1.0] + abar[:-1]
+
+
 def linear_betas(T, beta_1=1e-4, beta_T=0.02):
     """Ho et al. Sec. 4, book Eq. (linear-schedule): β_t = β_1 + (t-1)/(T-1) (β_T - β_1), t = 1..T."""
     if T == 1:

@@ -29,7 +29,7 @@ from ddpm_utils import (
 )
 from ddpm_utils.losses import elbo_chain_form
 from ddpm_utils.oracle import gaussian_data_bound
-from reference import betas_from_alpha_bar, cosine_alpha_bar, linear_betas, loop_alpha_bars
+from reference import betas_from_alpha_bar, cosine_alpha_bar, linear_betas, loop_coefficients
 
 LN2 = math.log(2.0)
 MEAN, VAR = 0.3, 0.5  # the 1-D Gaussian data N(0.3, 0.5)
@@ -41,10 +41,8 @@ def gaussian(mean=MEAN, var=VAR):
 
 
 def ref_coefs(betas):
-    """β, α, ᾱ, ᾱ_{t-1} as float64 tensors by code index, ᾱ from a Python loop."""
-    beta = torch.tensor(betas, **F64)
-    abar = torch.tensor(loop_alpha_bars(betas), **F64)
-    return beta, 1 - beta, abar, torch.cat([torch.ones(1, **F64), abar[:-1]])
+    """β, α, ᾱ, ᾱ_{t-1} as float64 tensors indexed by code t (reference.loop_coefficients)."""
+    return tuple(torch.tensor(c, dtype=torch.float64) for c in loop_coefficients(betas))
 
 
 SCHEDULES = {

@@ -24,7 +24,7 @@ from ddpm_utils import (
     reverse_variance,
     schedule_from_betas,
 )
-from reference import betas_from_alpha_bar, cosine_alpha_bar, loop_alpha_bars
+from reference import betas_from_alpha_bar, cosine_alpha_bar, loop_alpha_bars, loop_coefficients
 
 LN2 = math.log(2.0)
 T = 1000
@@ -32,10 +32,8 @@ BETAS = [1e-4 + (0.02 - 1e-4) * i / (T - 1) for i in range(T)]  # Ho et al. Sec.
 
 
 def coefs(betas):
-    """β, α, ᾱ, ᾱ_{t-1} as float64 tensors indexed by code t."""
-    beta = torch.tensor(betas, dtype=torch.float64)
-    abar = torch.tensor(loop_alpha_bars(betas), dtype=torch.float64)
-    return beta, 1 - beta, abar, torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
+    """β, α, ᾱ, ᾱ_{t-1} as float64 tensors indexed by code t (reference.loop_coefficients)."""
+    return tuple(torch.tensor(c, dtype=torch.float64) for c in loop_coefficients(betas))
 
 
 BETA, ALPHA, ABAR, ABAR_PREV = coefs(BETAS)

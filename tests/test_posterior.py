@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ddpm_utils import q_posterior, q_step, schedule_from_betas
-from reference import loop_alpha_bars
+from reference import loop_alpha_bars, loop_coefficients
 
 BETAS = [0.02, 0.05, 0.08, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4]  # T = 10, code index t ↔ paper t+1
 T = len(BETAS)
@@ -150,9 +150,8 @@ F64 = dict(dtype=torch.float64)
 
 
 def _coefs(betas):
-    beta = torch.tensor(betas, **F64)
-    abar = torch.tensor(loop_alpha_bars(betas), **F64)
-    return beta, 1 - beta, abar, torch.cat([torch.ones(1, **F64), abar[:-1]])
+    """β, α, ᾱ, ᾱ_{t-1} as float64 tensors indexed by code t (reference.loop_coefficients)."""
+    return tuple(torch.tensor(c, dtype=torch.float64) for c in loop_coefficients(betas))
 
 
 @pytest.mark.parametrize("betas", [BETAS, LINEAR], ids=["short", "linear"])

@@ -72,25 +72,26 @@ def test_every_notebook_page_has_a_colab_launch_button(built_book):
         assert "colab.research.google.com/github/" in page.read_text(encoding="utf-8"), page.name
 
 
-def test_chapter_2_links_back_and_quotes_its_notebook(built_book):
-    """Chapter 2 refers to chapter 1's equations and shows numbers pasted from its notebook's run; the notebook refers
-    to the chapter's equations and theorem."""
-    chapter = (built_book / "book" / "02_elbo.html").read_text(encoding="utf-8")
-    notebook = (built_book / "notebooks" / "02_elbo.html").read_text(encoding="utf-8")
-    assert re.search(r'href="01_forward_process\.html#equation-forward-reparam"', chapter)
-    assert re.search(r'href="\.\./book/02_elbo\.html#equation-kl-weight"', notebook)
-    assert re.search(r'href="\.\./book/02_elbo\.html#thm-gap-decomposition"', notebook)
-    pasted = re.findall(r'<span class="pasted-text">([^<]*)</span>', chapter)
-    assert len(pasted) >= 10 and all(re.fullmatch(r"-?[\d.,e+-]+", p) for p in pasted), pasted[:12]
+# Each later chapter: the anchors in earlier chapters it must link to, and the anchors of its own that its notebook
+# must link back to.
+CHAPTER_LINKS = {
+    "02_elbo": (["01_forward_process.html#equation-forward-reparam"],
+                ["equation-kl-weight", "thm-gap-decomposition"]),
+    "03_posterior": (["02_elbo.html#equation-reverse-mean-eps", "01_forward_process.html#equation-forward-closed-form"],
+                     ["equation-posterior-bayes"]),
+}
 
 
-def test_chapter_3_links_back_and_quotes_its_notebook(built_book):
-    """Chapter 3 refers to chapters 1 and 2 and shows numbers pasted from its notebook; the notebook refers to the
-    chapter's equations."""
-    chapter = (built_book / "book" / "03_posterior.html").read_text(encoding="utf-8")
-    notebook = (built_book / "notebooks" / "03_posterior.html").read_text(encoding="utf-8")
-    assert re.search(r'href="02_elbo\.html#equation-reverse-mean-eps"', chapter)
-    assert re.search(r'href="01_forward_process\.html#equation-forward-closed-form"', chapter)
-    assert re.search(r'href="\.\./book/03_posterior\.html#equation-posterior-bayes"', notebook)
+@pytest.mark.parametrize("name", CHAPTER_LINKS)
+def test_chapter_links_back_and_quotes_its_notebook(built_book, name):
+    """A chapter refers to earlier chapters' equations and shows numbers pasted from its notebook's run; the notebook
+    refers to the chapter's equations and theorems."""
+    chapter = (built_book / "book" / f"{name}.html").read_text(encoding="utf-8")
+    notebook = (built_book / "notebooks" / f"{name}.html").read_text(encoding="utf-8")
+    earlier, own = CHAPTER_LINKS[name]
+    for target in earlier:
+        assert f'href="{target}"' in chapter, target
+    for anchor in own:
+        assert f'href="../book/{name}.html#{anchor}"' in notebook, anchor
     pasted = re.findall(r'<span class="pasted-text">([^<]*)</span>', chapter)
     assert len(pasted) >= 10 and all(re.fullmatch(r"-?[\d.,e+-]+", p) for p in pasted), pasted[:12]
