@@ -1,12 +1,15 @@
 """ddpm_utils: the small, tested package behind the book *DDPM from Scratch*.
 
 One module per idea of the book: ``schedules`` (β_t and every coefficient built from it),
-``forward`` (q(x_t | x_0)), ``posterior`` (q(x_{t-1} | x_t, x_0)), ``targets`` (ε, x_0, v),
-``reverse`` (p_θ(x_{t-1} | x_t)), ``losses`` (L_simple and the bound in bits/dim),
-``timesteps`` (uniform and importance-sampled t),
-``samplers`` (DDPM, DDIM), ``oracle`` (the exact predictor for Gaussian mixtures), ``models``,
-``training``, ``data``, ``metrics``, ``run`` (run presets), ``plotting``, and the schedule explorers
-``widgets`` (ipywidgets, needs a kernel) and ``static_explorer`` (HTML and JavaScript, for the website).
+``forward`` (q(x_t | x_0)), ``posterior`` (q(x_{t-1} | x_t, x_0)), ``targets`` (ε, x_0, v and the
+table of converters between them), ``reverse`` (p_θ(x_{t-1} | x_t)), ``losses`` (L_simple and the
+bound in bits/dim), ``timesteps`` (uniform and importance-sampled t), ``samplers`` (DDPM, DDIM, one
+signature, listed in ``SAMPLERS``), ``guidance`` (classifier-free guidance), ``distributions``
+(Gaussian mixtures), ``oracle`` (the exact predictor for them), ``models``, ``training``, ``data``
+(the book's data sets), ``metrics`` (a package: ``distances`` between sample sets, the MNIST
+``classifier`` and the ``frechet`` distance), ``run`` (run presets), ``plotting``, and the schedule
+explorers ``widgets`` (ipywidgets, needs a kernel) and ``static_explorer`` (HTML and JavaScript, for
+the website).
 
 Timestep convention
 -------------------
@@ -22,6 +25,7 @@ Importing this package imports torch and nothing heavier; matplotlib, torchvisio
 ipywidgets are imported by the functions that use them.
 """
 
+from .distributions import GaussianMixture
 from .forward import Gaussian, q_mean_variance, q_sample, q_step
 from .losses import (
     VLB,
@@ -38,19 +42,24 @@ from .losses import (
     vlb_stratified,
     vlb_terms,
 )
-from .oracle import GaussianBound, GaussianMixture, MixtureOracle, gaussian_data_bound
+from .guidance import ClassifierFreeGuidance
+from .oracle import GaussianBound, LabelledMixtureOracle, MixtureOracle, gaussian_data_bound
 from .posterior import Posterior, q_posterior
 from .reverse import ReverseStep, interpolated_log_variance, p_mean_variance, reverse_variance
-from .samplers import ddim_sample, ddpm_sample, respace, timestep_subsequence
+from .samplers import SAMPLERS, SamplerStep, ddim_sample, ddpm_sample, respace, timestep_subsequence
 from .schedules import (
     Schedule,
     append_dims,
     check_timesteps,
     extract,
+    free_to_read,
+    linear_betas_reaching,
     make_schedule,
     schedule_from_betas,
 )
 from .targets import (
+    CONVERTERS,
+    TARGETS,
     Prediction,
     eps_to_x0,
     split_prediction,

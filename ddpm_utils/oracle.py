@@ -1,6 +1,7 @@
 """The analytic oracle: the exact ε-predictor for Gaussian-mixture data.
 
-If x_0 follows a mixture of diagonal Gaussians, so does every q(x_t): component k becomes
+If x_0 follows a mixture of diagonal Gaussians (:class:`~ddpm_utils.distributions.GaussianMixture`),
+so does every q(x_t): component k becomes
 N(√ᾱ_t μ_k, ᾱ_t σ_k² + 1-ᾱ_t). The best possible noise predictor (in mean squared error)
 is ε*(x_t, t) = E[ε | x_t], which has a closed form here. It is the model a network can at
 best learn, so it separates what training fails to learn from what the sampler loses.
@@ -9,78 +10,14 @@ best learn, so it separates what training fails to learn from what the sampler l
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from .schedules import Schedule, check_timesteps, extract
+from .distributions import GaussianMixture  # the data distribution; also importable from here, as before
+from .schedules import Schedule, append_dims, check_timesteps, extract, free_to_read
 from .targets import Target, training_target
-
-
-@dataclass(frozen=True, eq=False)
-class GaussianMixture:
-    """A mixture of K Gaussians with diagonal covariance in D dimensions."""
-
-    weights: Tensor  # (K,) mixing weights, positive, summing to 1
-    means: Tensor  # (K, D) component means
-    stds: Tensor  # (K, D) component standard deviations, positive
-
-    def __post_init__(self):
-        w, m, s = self.weights, self.means, self.stds
-        if w.ndim != 1 or m.ndim != 2 or s.shape != m.shape or m.shape[0] != w.shape[0]:
-            raise ValueError(
-                f"expected weights (K,), means (K, D), stds (K, D); got {tuple(w.shape)}, "
-                f"{tuple(m.shape)}, {tuple(s.shape)}"
-            )
-        if (w <= 0).any() or abs(float(w.sum()) - 1.0) > 1e-6:
-            raise ValueError(f"mixture weights must be positive and sum to 1, got {w.tolist()}")
-        if (s <= 0).any():
-            raise ValueError("component standard deviations must be positive")
-
-    @property
-    def dim(self) -> int:
-        return self.means.shape[1]
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` draws, shape ``(n, D)``."""
-        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        z = torch.randn(n, self.dim, generator=generator, dtype=self.means.dtype)
-        return self.means[k] + self.stds[k] * z
-
-    def mean(self) -> Tensor:
-        """E[x], shape ``(D,)``."""
-        return self.weights @ self.means
-
-    def variance(self) -> Tensor:
-        """Var[x] per coordinate, shape ``(D,)``: Σ w_k (σ_k² + μ_k²) - E[x]²."""
-        return self.weights @ (self.stds**2 + self.means**2) - self.mean() ** 2
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        """log p(x) for ``x`` of shape ``(n, D)``, returns ``(n,)``."""
-        ones = torch.ones(x.shape[0], dtype=torch.float64, device=x.device)
-        return _mixture_log_prob(self, x.double(), ones, 0 * ones)[0].to(x.dtype)
-
-
-def _components(mixture: GaussianMixture, a: Tensor, s2: Tensor, device) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-example component means and variances of q(x_t): (B, K, D) each, and log-weights (K,)."""
-    means = mixture.means.double().to(device)  # (K, D)
-    var0 = mixture.stds.double().to(device) ** 2  # (K, D)
-    a, s2 = a.reshape(-1, 1, 1), s2.reshape(-1, 1, 1)  # (B, 1, 1)
-    return a * means, a**2 * var0 + s2, mixture.weights.double().to(device).log()
-
-
-def _mixture_log_prob(mixture: GaussianMixture, x: Tensor, a: Tensor, s2: Tensor) -> tuple[Tensor, Tensor]:
-    """log q(x) and the log responsibilities (B, K) for q(x_t) with signal a and noise variance s2."""
-    if x.ndim != 2 or x.shape[1] != mixture.dim:
-        raise ValueError(f"expected points of shape (B, {mixture.dim}), got {tuple(x.shape)}")
-    comp_mean, comp_var, log_w = _components(mixture, a, s2, x.device)
-    diff = x[:, None, :] - comp_mean  # (B, K, D)
-    log_n = -0.5 * (diff**2 / comp_var + torch.log(2 * math.pi * comp_var)).sum(-1)  # (B, K)
-    joint = log_w + log_n
-    log_p = torch.logsumexp(joint, dim=1)
-    return log_p, joint - log_p[:, None]
 
 
 class MixtureOracle:
@@ -106,19 +43,43 @@ class MixtureOracle:
         """log q(x_t) at code index t, shape ``(B,)`` — the exact density of the noised data."""
         check_timesteps(self.schedule, t, xt)
         a, s2 = self._signal_and_noise(t)
-        return _mixture_log_prob(self.mixture, self._as_points(xt).double(), a, s2)[0].to(xt.dtype)
+        return self.mixture.noised_log_prob(self._as_points(xt).double(), a, s2)[0].to(xt.dtype)
 
     def posterior_mean_x0(self, xt: Tensor, t: Tensor) -> Tensor:
         """E[x_0 | x_t]: each component's Gaussian posterior mean, weighted by responsibility."""
         check_timesteps(self.schedule, t, xt)
         x = self._as_points(xt).double()
         a, s2 = self._signal_and_noise(t)
-        _, log_r = _mixture_log_prob(self.mixture, x, a, s2)  # (B, K)
-        comp_mean, comp_var, _ = _components(self.mixture, a, s2, x.device)
+        _, log_r = self.mixture.noised_log_prob(x, a, s2)  # (B, K)
+        comp_mean, comp_var, _ = self.mixture.noised_components(a, s2, x.device)
         var0 = self.mixture.stds.double().to(x.device) ** 2
         # E[x_0 | x_t, k] = μ_k + a σ_k² / (a² σ_k² + s²) · (x_t - a μ_k)
         cond = self.mixture.means.double().to(x.device) + a.reshape(-1, 1, 1) * var0 / comp_var * (x[:, None] - comp_mean)
         return (log_r.exp()[..., None] * cond).sum(1).reshape(xt.shape).to(xt.dtype)
+
+    def reverse_kernel(self, xt: float, t: int, grid: Tensor) -> Tensor:
+        """The true reverse kernel q(x_{t-1} | x_t) of 1-D data at the points ``grid``, a density.
+
+        Bayes' rule: q(x_{t-1} | x_t) = q(x_t | x_{t-1}) q(x_{t-1}) / q(x_t), every factor exact —
+        q(x_{t-1}) is the mixture pushed to the previous noise level (the data itself at code index
+        t = 0), q(x_t) the same at t. No Gaussian assumption: this is what a reverse step must match.
+        """
+        if self.mixture.dim != 1:
+            raise ValueError("reverse_kernel is for 1-D mixtures")
+        if not 0 <= t < self.schedule.T:
+            raise ValueError(f"t must lie in [0, {self.schedule.T - 1}], got {t}")
+        g = grid.double().reshape(-1, 1)  # (G, 1) values of x_{t-1}
+        beta = self.schedule.betas[t].double()
+        log_step = -0.5 * ((xt - (1 - beta).sqrt() * g[:, 0]) ** 2 / beta + torch.log(2 * math.pi * beta))
+        ones = torch.ones(len(g), dtype=torch.float64)
+        if t == 0:
+            log_prev = self.mixture.noised_log_prob(g, ones, 0 * ones)[0]
+        else:
+            a_prev = self.schedule.sqrt_alpha_bars[t - 1].double() * ones
+            log_prev = self.mixture.noised_log_prob(g, a_prev, 1 - a_prev**2)[0]
+        a_t, s2_t = self._signal_and_noise(torch.tensor([t]))
+        log_here = self.mixture.noised_log_prob(torch.tensor([[float(xt)]], dtype=torch.float64), a_t, s2_t)[0]
+        return torch.exp(log_step + log_prev - log_here).to(grid.dtype)
 
     def __call__(self, xt: Tensor, t: Tensor) -> Tensor:
         x0 = self.posterior_mean_x0(xt, t).double()
@@ -127,7 +88,35 @@ class MixtureOracle:
         eps = (xt.double() - a * x0) / s  # E[ε | x_t], from x_t = a x_0 + s ε
         if self.target == "eps":
             return eps.to(xt.dtype)
-        return training_target(self.schedule, self.target, x0.to(xt.dtype), eps.to(xt.dtype), t)
+        return training_target(self.schedule, x0.to(xt.dtype), t, eps.to(xt.dtype), self.target)
+
+
+class LabelledMixtureOracle:
+    """The exact class-conditional predictor: E[ε | x_t, y] with y the mixture component; a model.
+
+    ``oracle(xt, t, y)`` with labels ``y`` of shape ``(B,)`` in ``[0, K]``: label k < K conditions on
+    component k (its q(x_t | y = k) is one Gaussian), label K — the null label, also taken for
+    ``y=None`` — gives the unconditional :class:`MixtureOracle`. So it is called like a
+    class-conditional network trained for classifier-free guidance, and ``num_classes`` is K.
+    """
+
+    def __init__(self, mixture: GaussianMixture, schedule: Schedule, target: Target = "eps"):
+        self.mixture, self.schedule, self.target = mixture, schedule, target
+        self.num_classes = len(mixture.weights)
+        self.oracles = [MixtureOracle(mixture.component(k), schedule, target) for k in range(self.num_classes)]
+        self.oracles.append(MixtureOracle(mixture, schedule, target))  # the null label
+
+    def __call__(self, xt: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        if y is None:
+            return self.oracles[-1](xt, t)
+        if y.shape != (xt.shape[0],) or y.dtype.is_floating_point:
+            raise ValueError(f"y must be integer labels of shape ({xt.shape[0]},), got {y.dtype} {tuple(y.shape)}")
+        if free_to_read(y) and y.numel() and (int(y.min()) < 0 or int(y.max()) > self.num_classes):
+            raise ValueError(f"y must lie in [0, {self.num_classes}] ({self.num_classes} = null label)")
+        out = torch.zeros_like(xt)
+        for label, oracle in enumerate(self.oracles):  # every predictor on the whole batch: no host reads
+            out = torch.where(append_dims(y, xt.ndim) == label, oracle(xt, t), out)
+        return out
 
 
 class GaussianBound(NamedTuple):

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from torch import Tensor
 
+from .forward import Gaussian
 from .schedules import Schedule, check_timesteps, extract
 
-
-class Posterior(NamedTuple):
-    """q(x_{t-1} | x_t, x_0) = N(mean, variance I)."""
-
-    mean: Tensor  # μ̃_t(x_t, x_0), shape of x0
-    variance: Tensor  # β̃_t, broadcastable (B, 1, …, 1)
-    log_variance: Tensor  # log β̃_t, clipped at the first step (see q_posterior)
+# q(x_{t-1} | x_t, x_0) = N(mean, variance I) is a diagonal Gaussian like q(x_t | x_0): one named
+# tuple serves both. Here mean is μ̃_t(x_t, x_0), variance β̃_t, log_variance log β̃_t clipped at
+# the first step (see q_posterior).
+Posterior = Gaussian
 
 
 def q_posterior(schedule: Schedule, x0: Tensor, xt: Tensor, t: Tensor) -> Posterior:

@@ -9,9 +9,9 @@ available and ``cpu`` otherwise.
   the test suite executes.
 
 A notebook asks ``RUN.pick(full=…, cpu=…, ci=…)`` for each size, so the same code runs at
-every size, and :func:`start_run` prints the header that says what ran where. :func:`paste`
-hands a computed number to the book's text (myst-nb ``glue``), so prose cannot disagree with
-the output beside it.
+every size, and :func:`start_run` seeds torch's global generator and prints the header that says
+what ran where. :func:`paste` hands a computed number to the book's text (myst-nb ``glue``), so
+prose cannot disagree with the output beside it.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def describe_device(device: torch.device) -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"CPU ({cpu}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({cpu}, {threads} thread{'s' if threads != 1 else ''})"
 
 
 @dataclass
@@ -113,7 +114,20 @@ class RunReport:
 
 
 def start_run(title: str, device: str | torch.device | None = None, seed: int = 0) -> RunReport:
-    """Choose the preset and device, seed torch, and show the run header."""
+    """Choose the preset and device, seed torch's global generator, and show the run header.
+
+    Args:
+        title: the first line of the header.
+        device: where the notebook computes; by default CUDA when available, else the CPU.
+        seed: passed to ``torch.manual_seed`` (CPU and every CUDA device), so that every draw the
+            notebook makes without its own ``torch.Generator`` (a network's initialisation, a
+            ``torch.randn`` without ``generator=``) is the same at each run. This changes global
+            state: code that needs its own stream passes a ``torch.Generator`` instead.
+
+    Returns:
+        The :class:`RunReport` whose header :meth:`~RunReport.set_data_source` and
+        :meth:`~RunReport.finish` update.
+    """
     torch.manual_seed(seed)
     report = RunReport(title, current_run(device))
     report.show()

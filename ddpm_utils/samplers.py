@@ -1,23 +1,44 @@
 """Samplers: ancestral DDPM (Ho et al. Algorithm 2) and DDIM (Song et al. 2021).
 
-Both have one shape of signature: ``(model, schedule, shape_or_xT, …, generator, callback)``
-and return x_0. ``shape_or_xT`` is either the shape of the batch to draw (x_T ~ N(0, I) is drawn
-on the schedule's device) or x_T itself. ``callback(t, xt, x0_pred)`` is called once per step,
-before the step is taken, with the code index t, the current x_t and the model's x̂_0.
+Every sampler has one signature, and :data:`SAMPLERS` lists them by name::
+
+    sampler(model, schedule, shape_or_xT, *, steps=…, spacing=None, target="eps", clip_x0=False,
+            generator=None, callback=None, progress=False, <its own options>) -> x_0
+
+Everything after ``shape_or_xT`` is keyword-only. ``shape_or_xT`` is either the shape of the batch
+to draw (x_T ~ N(0, I) is drawn from ``generator`` on the schedule's device) or x_T itself.
+``model`` is any callable ``model(xt, t)``: a network, an oracle, or a wrapper such as
+:class:`~ddpm_utils.guidance.ClassifierFreeGuidance`. ``callback(step)`` is called once per visited
+step, before the step is taken, with one :class:`SamplerStep`; read its fields by name, as later
+versions may add fields. DDPM's own option is ``variance``, DDIM's is ``eta``.
+
+Neither loop reads a tensor back to the host, which on a GPU would stall it: the visited code
+indices are made on the CPU and read once, before the loop, and the ``t`` each step builds is in
+range by construction (``check_timesteps`` reads only a ``t`` on the CPU).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
 
-from .reverse import Model, Variance, p_mean_variance
+from .reverse import VARIANCES, Model, Variance, p_mean_variance
 from .schedules import Schedule, schedule_from_betas
-from .targets import Target, split_prediction
+from .targets import Target, check_target, split_prediction
 
-Callback = Callable[[int, Tensor, Tensor], None]
+
+class SamplerStep(NamedTuple):
+    """What a sampler's callback receives at each visited step, before the step is taken."""
+
+    t: int  # code index of this step (the paper's t + 1)
+    xt: Tensor  # the current x_t, shape of the batch
+    x0: Tensor  # the model's x̂_0 at (x_t, t), clipped to [-1, 1] when clip_x0
+    eps: Tensor  # the model's ε̂ at (x_t, t), consistent with x0: x_t = √ᾱ_t x̂_0 + √(1-ᾱ_t) ε̂
+
+
+Callback = Callable[[SamplerStep], None]
 Spacing = Literal["linspace", "trailing", "leading"]
 SPACINGS = ("linspace", "trailing", "leading")
 
@@ -53,7 +74,10 @@ def timestep_subsequence(T: int, steps: int | Sequence[int] | None, spacing: Spa
         if steps == 1:
             return torch.tensor([T - 1])
         return torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long()
-    ts = torch.as_tensor(list(steps), dtype=torch.long)
+    try:
+        ts = torch.as_tensor(list(steps), dtype=torch.long)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"steps must be None, an int or a sequence of code indices, got {steps!r}") from None
     if ts.ndim != 1 or ts.numel() == 0 or (ts[1:] <= ts[:-1]).any() or ts[0] < 0 or ts[-1] >= T:
         raise ValueError(f"a step sequence must be strictly increasing code indices in [0, {T - 1}]")
     return ts
@@ -82,7 +106,23 @@ def respace(schedule: Schedule, timesteps: Tensor) -> Schedule:
     return schedule_from_betas(betas, kind=f"{schedule.kind}-respaced").to(schedule.device)
 
 
+class RespacedModel:
+    """``model`` as seen from a respaced chain: the short chain's index i is the model's ``timesteps[i]``.
+
+    The model was trained on the long chain's code indices; :func:`respace` builds the short chain,
+    and this wrapper translates its indices back, so ``p_mean_variance(RespacedModel(model, ts),
+    respace(schedule, ts), xt, i)`` is one step of the respaced sampler.
+    """
+
+    def __init__(self, model: Model, timesteps: Tensor):
+        self.model, self.timesteps = model, timesteps  # timesteps: (n,) long, on the model's device
+
+    def __call__(self, xt: Tensor, i: Tensor) -> Tensor:
+        return self.model(xt, self.timesteps[i])
+
+
 def _start(schedule: Schedule, model: Model, shape_or_xT, generator) -> Tensor:
+    """x_T: the given tensor, or a draw of the given shape; both on the schedule's device, as the model."""
     device = schedule.device
     if isinstance(model, torch.nn.Module):
         param = next(model.parameters(), None)
@@ -108,15 +148,15 @@ def ddpm_sample(
     model: Model,
     schedule: Schedule,
     shape_or_xT: Sequence[int] | Tensor,
-    variance: Variance = "beta_tilde",
+    *,
+    steps: int | Sequence[int] | None = None,
+    spacing: Spacing | None = None,
     target: Target = "eps",
     clip_x0: bool = False,
-    steps: int | Sequence[int] | None = None,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     progress: bool = False,
-    *,
-    spacing: Spacing | None = None,
+    variance: Variance = "beta_tilde",
 ) -> Tensor:
     """Ancestral sampling, Ho et al. Algorithm 2.
 
@@ -124,23 +164,26 @@ def ddpm_sample(
     step (it returns the mean). ``steps`` visits a subsequence of the T steps through the
     respaced chain of :func:`respace`; ``spacing`` chooses an int number of them (see
     :func:`timestep_subsequence`, default "linspace"). ``clip_x0`` clamps x̂_0 to [-1, 1] (images only).
+    ``variance`` is σ_t²: ``"beta_tilde"`` (β̃_t) or ``"beta"`` (β_t), see
+    :func:`~ddpm_utils.reverse.reverse_variance`.
     """
+    check_target(target)
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown reverse variance {variance!r}; expected one of {VARIANCES}")
+    ts = timestep_subsequence(schedule.T, steps, spacing)  # (n,) on the CPU
+    t_values = ts.tolist()  # the callback's t as Python ints: the loop reads no tensor
     xt = _start(schedule, model, shape_or_xT, generator)
-    ts = timestep_subsequence(schedule.T, steps, spacing).to(schedule.device)
     if steps is None:
         chain, chain_model = schedule, model
-    else:
-        chain = respace(schedule, ts)
-
-        def chain_model(x: Tensor, i: Tensor) -> Tensor:  # the short chain's index i → the model's t
-            return model(x, ts[i])
+    else:  # the short chain, and the model called with the long chain's index of each of its steps
+        chain, chain_model = respace(schedule, ts), RespacedModel(model, ts.to(schedule.device))
 
     for i in _steps(range(len(ts) - 1, -1, -1), progress, "DDPM"):
         i_batch = torch.full((xt.shape[0],), i, device=xt.device, dtype=torch.long)
         # 1. the model's Gaussian p_θ(x_{t-1} | x_t) — Ho et al. Eq. 11
         step = p_mean_variance(chain_model, chain, xt, i_batch, target, variance, clip_x0)
         if callback is not None:
-            callback(int(ts[i]), xt, step.x0)
+            callback(SamplerStep(t_values[i], xt, step.x0, step.eps))
         # 2. sample from it; the last step returns the mean — Algorithm 2, line 4
         if i > 0:
             noise = torch.randn(xt.shape, generator=generator, device=xt.device, dtype=xt.dtype)
@@ -155,15 +198,15 @@ def ddim_sample(
     model: Model,
     schedule: Schedule,
     shape_or_xT: Sequence[int] | Tensor,
+    *,
     steps: int | Sequence[int] | None = 50,
-    eta: float = 0.0,
+    spacing: Spacing | None = None,
     target: Target = "eps",
     clip_x0: bool = False,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     progress: bool = False,
-    *,
-    spacing: Spacing | None = None,
+    eta: float = 0.0,
 ) -> Tensor:
     """DDIM (Song et al. 2021, Eq. 12) on a subsequence of ``steps`` timesteps.
 
@@ -172,10 +215,12 @@ def ddim_sample(
     T steps is the DDPM sampler with σ_t² = β̃_t. ``spacing`` is that of
     :func:`timestep_subsequence` (default "linspace").
     """
-    if eta < 0:
+    check_target(target)
+    if not eta >= 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
-    xt = _start(schedule, model, shape_or_xT, generator)
     ts = timestep_subsequence(schedule.T, steps, spacing)
+    t_values = ts.tolist()  # the code indices as Python ints: the loop reads no tensor
+    xt = _start(schedule, model, shape_or_xT, generator)
     # per visited step, in float64: ᾱ_t, ᾱ_{t'} and 1 - ᾱ as -expm1(log ᾱ), accurate near ᾱ = 1
     log_ab, log_ab_prev = _log_alpha_bars(schedule, ts)  # (n,), log ᾱ_{t'} = 0 after the last step
     one_minus, one_minus_prev = -torch.expm1(log_ab), -torch.expm1(log_ab_prev)
@@ -183,12 +228,12 @@ def ddim_sample(
     sigmas = (eta * torch.sqrt(one_minus_prev / one_minus * -torch.expm1(log_ab - log_ab_prev))).tolist()
     alpha_bars_prev, one_minus_prev = torch.exp(log_ab_prev).tolist(), one_minus_prev.tolist()
     for i in _steps(range(len(ts) - 1, -1, -1), progress, "DDIM"):
-        t = int(ts[i])
+        t = t_values[i]
         t_batch = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
         # 1. predict x̂_0 and ε̂ from the model output
         pred = split_prediction(schedule, xt, t_batch, model(xt, t_batch), target, clip_x0)
         if callback is not None:
-            callback(t, xt, pred.x0)
+            callback(SamplerStep(t, xt, pred.x0, pred.eps))
         # 2. the noise level of this step — Eq. 16, computed above
         sigma = sigmas[i]
         # 3. point back along ε̂ to the noise level of t' — Eq. 12
@@ -196,3 +241,8 @@ def ddim_sample(
         if sigma > 0:
             xt = xt + sigma * torch.randn(xt.shape, generator=generator, device=xt.device, dtype=xt.dtype)
     return xt
+
+
+# Every sampler of the package, by name. A new sampler follows the signature of the module
+# docstring and is listed here; tests/test_sampler_contract.py then checks it with the others.
+SAMPLERS: dict[str, Callable[..., Tensor]] = {"ddpm": ddpm_sample, "ddim": ddim_sample}

@@ -131,6 +131,32 @@ def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> Te
     return torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
 
 
+def linear_betas_reaching(T: int, alpha_bar_T: float = 4.04e-5, ratio: float = 200.0) -> Tensor:
+    """Linear β_t with β_1 = β_T / ``ratio``, and β_T chosen so that ᾱ_T = ``alpha_bar_T``.
+
+    A family of linear schedules that destroy the data equally whatever T is: fewer steps means
+    bigger steps, never a noisier or cleaner end point. The defaults are Ho et al.'s schedule
+    (β from 1e-4 to 0.02, ratio 200) and its end point ᾱ_1000 ≈ 4.04e-5; T = 1 gives the single
+    step β_1 = 1 - ``alpha_bar_T``. β_T is found by bisection, since ᾱ_T falls as β_T grows.
+    """
+    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+        raise ValueError(f"T must be an integer of at least 1, got {T!r}")
+    if not 0.0 < alpha_bar_T < 1.0:
+        raise ValueError(f"alpha_bar_T must lie in (0, 1), got {alpha_bar_T}")
+    if not ratio >= 1.0:
+        raise ValueError(f"ratio = β_T / β_1 must be at least 1, got {ratio}")
+    shape = torch.linspace(1.0 / ratio, 1.0, T, dtype=torch.float64) if T > 1 else torch.ones(1, dtype=torch.float64)
+    target = math.log(alpha_bar_T)
+    low, high = 0.0, 1.0  # β_T: log ᾱ_T(low) = 0 > target, log ᾱ_T(high) = -inf < target
+    for _ in range(200):
+        mid = 0.5 * (low + high)
+        if torch.log1p(-mid * shape).sum().item() > target:
+            low = mid
+        else:
+            high = mid
+    return 0.5 * (low + high) * shape
+
+
 def _betas_from_alpha_bar(alpha_bar, T: int, max_beta: float) -> Tensor:
     """Discretise a continuous ᾱ(τ), τ ∈ [0, 1], into betas: β_t = 1 - ᾱ(t/T) / ᾱ((t-1)/T)."""
     tau = torch.arange(T + 1, dtype=torch.float64) / T
@@ -196,11 +222,30 @@ def make_schedule(kind: str = "linear", T: int = 1000, **params) -> Schedule:
     return schedule_from_betas(betas, kind=kind)
 
 
+def free_to_read(tensor: Tensor) -> bool:
+    """Whether the host can read ``tensor``'s values without waiting for a device: it is on the CPU.
+
+    Reading a GPU tensor's values (``int(t.max())``, ``bool(mask.any())``, ``.item()``) makes
+    the CPU wait until every kernel queued before it has run — a sync, which stalls the loop that
+    feeds the GPU. So checks that need values (a range) run only where this is true; checks of
+    dtype, shape and device read metadata and run everywhere. See :func:`check_timesteps`.
+    """
+    return tensor.device.type == "cpu"
+
+
 def check_timesteps(schedule: Schedule, t: Tensor, x: Tensor | None = None) -> None:
     """Raise a ``ValueError`` unless ``t`` is an integer tensor ``(B,)`` of indices in [0, T-1].
 
     With ``x``, also check that ``t`` has one entry per example of ``x`` and that ``x``, ``t``
     and the schedule are on one device (nothing is moved silently).
+
+    Dtype, shape and device are checked on every call. The range needs the values of ``t``, so
+    it is checked only where reading them is free (:func:`free_to_read`): for a ``t`` on the CPU.
+    For a ``t`` on a GPU it is not checked here, since this runs in every training and sampling
+    step and each read would be a sync; an index outside [0, T-1] then fails in the gather of
+    :func:`extract` (on CUDA a device-side assert, reported at the next sync). The loops of this
+    package (``train``, the samplers) draw or build ``t`` in range themselves; a ``t`` from
+    elsewhere can be checked once on the CPU before it is moved to the device.
     """
     if not isinstance(t, Tensor):
         raise ValueError(f"t must be a tensor of timestep indices, got {type(t).__name__}")
@@ -223,7 +268,7 @@ def check_timesteps(schedule: Schedule, t: Tensor, x: Tensor | None = None) -> N
         raise ValueError(
             f"t is on {t.device} but the schedule is on {schedule.device}; use schedule.to(device)"
         )
-    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= schedule.T):
+    if free_to_read(t) and t.numel() and (int(t.min()) < 0 or int(t.max()) >= schedule.T):
         raise ValueError(
             f"timestep indices must lie in [0, {schedule.T - 1}] (code index t is the paper's t+1); "
             f"got min {int(t.min())}, max {int(t.max())}"
@@ -241,6 +286,8 @@ def extract(coef: Tensor, t: Tensor, x: Tensor) -> Tensor:
     """``coef[t]`` shaped to broadcast against ``x``: ``(B,)`` → ``(B, 1, …, 1)``.
 
     The one helper that lets the same code serve ``(B,)`` toys, ``(B, D)`` points and
-    ``(B, C, H, W)`` images. ``t`` is not validated here; callers validate once.
+    ``(B, C, H, W)`` images. ``t`` is not validated here (see :func:`check_timesteps`), but
+    an index outside [0, T-1] fails in the gather, at either end: unlike ``coef[t]``, ``gather``
+    does not wrap a negative index around to the end.
     """
-    return append_dims(coef[t], x.ndim).to(x.dtype)
+    return append_dims(coef.gather(0, t.long()), x.ndim).to(x.dtype)

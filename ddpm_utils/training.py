@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .losses import l_simple, vlb_terms
+from .losses import check_decoder_data, l_simple, vlb_terms
 from .reverse import VARIANCES
 from .schedules import Schedule, schedule_from_betas
 from .targets import check_target
@@ -157,7 +157,8 @@ def train(
     1/(T p_t), which keeps that expectation.
 
     Raises:
-        ValueError: for a schedule on another device than the model, or labels of wrong shape.
+        ValueError: for a schedule on another device than the model, labels of wrong shape or
+            outside [0, num_classes], or (``loss="vlb"``) data outside [-1, 1].
         FloatingPointError: if the loss becomes NaN or infinite, naming the step.
     """
     device = next(model.parameters()).device
@@ -170,6 +171,12 @@ def train(
     num_classes = getattr(getattr(model, "config", None), "num_classes", None)
     if (labels is not None) != (num_classes is not None):
         raise ValueError("pass labels exactly when the model is class-conditional (config.num_classes set)")
+    # Value checks, once, here: inside the loop they run only on the CPU (on a GPU each is a sync).
+    if labels is not None and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}] ({num_classes} = null label), "
+                         f"got min {int(labels.min())} max {int(labels.max())}")
+    if config.loss == "vlb":
+        check_decoder_data(data)
     data = data.to(device, torch.float32)
     if config.channels_last:
         if data.ndim != 4:

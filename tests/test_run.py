@@ -47,6 +47,23 @@ def test_run_header_names_preset_device_data_and_wall_time(monkeypatch, capsys):
     assert f"{seconds:.0f} s" in out.splitlines()[-1]
 
 
+def test_start_run_seeds_the_global_generator(monkeypatch, capsys):
+    """Documented behaviour the notebooks rely on: draws without a generator repeat from run to run."""
+    monkeypatch.setenv("DDPM_RUN", "ci")
+    state = torch.random.get_rng_state()
+    try:
+        start_run("A notebook", device="cpu", seed=3)
+        after_start = torch.rand(4)
+        torch.manual_seed(3)
+        assert torch.equal(after_start, torch.rand(4))
+        start_run("A notebook", device="cpu")  # seed 0 by default
+        after_default = torch.rand(4)
+        torch.manual_seed(0)
+        assert torch.equal(after_default, torch.rand(4))
+    finally:
+        torch.random.set_rng_state(state)
+
+
 def test_paste_returns_the_value_and_shows_nothing_without_myst_nb(monkeypatch, capsys):
     """Colab has no myst-nb: ``paste`` must not fail there."""
     monkeypatch.setitem(sys.modules, "myst_nb", None)  # `import myst_nb` now raises ImportError

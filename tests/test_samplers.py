@@ -165,24 +165,13 @@ def test_samplers_visit_the_steps_of_the_chosen_spacing(sampler, spacing, visite
         calls = []
         fn, extra = (ddpm_sample, {}) if sampler == "ddpm" else (ddim_sample, {"eta": 1.0})
         out = fn(model, s, (8, 2), steps=6, generator=torch.Generator().manual_seed(28),
-                 callback=lambda t, xt, x0: calls.append(t), **extra, **kwargs)
+                 callback=lambda step: calls.append(step.t), **extra, **kwargs)
         return out, calls
 
     out, calls = run() if spacing is None else run(spacing=spacing)
     assert calls == visited and torch.isfinite(out).all()
     if spacing == "linspace":
         assert torch.equal(out, run()[0])
-
-
-def test_samplers_reject_a_spacing_without_an_int_number_of_steps():
-    s = make_schedule(T=10)
-    model = network_like(2, s, seed=29)
-    with pytest.raises(ValueError, match="spacing applies only when steps is an int"):
-        ddpm_sample(model, s, (4, 2), spacing="trailing")
-    with pytest.raises(ValueError, match="spacing applies only when steps is an int"):
-        ddim_sample(model, s, (4, 2), steps=[0, 5], spacing="linspace")
-    with pytest.raises(ValueError, match="unknown spacing"):
-        ddim_sample(model, s, (4, 2), steps=5, spacing="uniform")
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])
@@ -252,7 +241,7 @@ def test_ddim_noise_scale_near_t_0_is_exact_song_eq16(kind, s_t):
     zero = lambda x, t_batch: torch.zeros_like(x)  # noqa: E731
     xT = torch.zeros(64, dtype=torch.float64)
     ddim_sample(zero, schedule, xT, steps=[s, t], eta=1.0, generator=torch.Generator().manual_seed(30),
-                callback=lambda i, xt, x0: seen.update({i: xt}))
+                callback=lambda step: seen.update({step.t: step.xt}))
     z = torch.randn(64, generator=torch.Generator().manual_seed(30), dtype=torch.float64)
     torch.testing.assert_close(seen[s] / z, torch.full_like(z, math.sqrt(sigma2)), rtol=1e-10, atol=0)
 
@@ -321,30 +310,7 @@ def test_mixture_population_moments_by_hand():
     assert mix.mean().item() == pytest.approx(mean, rel=1e-6) and mix.variance().item() == pytest.approx(var, rel=1e-6)
 
 
-# --- callbacks and the last step ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "sampler, steps, visited",
-    [
-        ("ddpm", None, list(range(19, -1, -1))),
-        ("ddpm", 5, [19, 14, 10, 5, 0]),
-        ("ddim", 5, [19, 14, 10, 5, 0]),
-        ("ddim", [0, 3, 12], [12, 3, 0]),
-    ],
-)
-def test_callback_is_called_once_per_step_with_decreasing_code_t(sampler, steps, visited):
-    s = make_schedule(T=20)
-    calls = []
-
-    def callback(t, xt, x0_pred):
-        calls.append((t, tuple(xt.shape), tuple(x0_pred.shape)))
-
-    model = network_like(12, s, seed=13)
-    fn = ddpm_sample if sampler == "ddpm" else ddim_sample
-    out = fn(model, s, (4, 3, 2, 2), steps=steps, generator=torch.Generator().manual_seed(14), callback=callback)
-    assert [c[0] for c in calls] == visited and all(isinstance(c[0], int) for c in calls)
-    assert all(c[1] == c[2] == (4, 3, 2, 2) for c in calls) and out.shape == (4, 3, 2, 2)
+# --- the last step (the callback's order, shapes and t for every sampler: test_sampler_contract.py) ---
 
 
 @pytest.mark.parametrize("variance", ["beta_tilde", "beta"])
@@ -354,7 +320,7 @@ def test_ddpm_adds_no_noise_on_the_last_step_ho_alg2_line4(variance):
     s = make_schedule(T=20)
     seen = {}
     out = ddpm_sample(network_like(3, s, seed=15), s, (64, 3), variance=variance,
-                      generator=torch.Generator().manual_seed(16), callback=lambda t, xt, x0: seen.update({t: x0}))
+                      generator=torch.Generator().manual_seed(16), callback=lambda step: seen.update({step.t: step.x0}))
     torch.testing.assert_close(out, seen[0], rtol=1e-6, atol=1e-6)
 
 
@@ -362,51 +328,11 @@ def test_ddim_with_eta_1_adds_no_noise_on_the_last_step():
     s = make_schedule(T=20)
     seen = {}
     out = ddim_sample(network_like(3, s, seed=17), s, (64, 3), steps=None, eta=1.0,
-                      generator=torch.Generator().manual_seed(18), callback=lambda t, xt, x0: seen.update({t: x0}))
+                      generator=torch.Generator().manual_seed(18), callback=lambda step: seen.update({step.t: step.x0}))
     torch.testing.assert_close(out, seen[0], rtol=1e-6, atol=1e-6)
 
 
-# --- shapes, x_T and devices --------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("shape", [(5,), (5, 2), (5, 3, 4, 4)])
-def test_samplers_run_on_every_data_rank(shape):
-    s = make_schedule(T=10)
-    model = network_like(math.prod(shape[1:]), s, seed=19)
-    for out in (ddpm_sample(model, s, shape, generator=torch.Generator().manual_seed(20)),
-                ddpm_sample(model, s, shape, steps=4, generator=torch.Generator().manual_seed(20)),
-                ddim_sample(model, s, shape, steps=4, generator=torch.Generator().manual_seed(20))):
-        assert out.shape == shape and torch.isfinite(out).all()
-
-
-def test_shape_or_xT_as_a_tensor_is_the_same_as_drawing_it_from_the_generator():
-    """Given a shape the sampler draws x_T ~ N(0, I) from the generator first; passing that x_T
-    and the same generator state must give the same samples, and x_T is left untouched."""
-    s = make_schedule(T=10)
-    model = network_like(2, s, seed=21)
-    from_shape = ddpm_sample(model, s, (32, 2), generator=torch.Generator().manual_seed(22))
-    g = torch.Generator().manual_seed(22)
-    xT = torch.randn(32, 2, generator=g)
-    kept = xT.clone()
-    from_tensor = ddpm_sample(model, s, xT, generator=g)
-    assert torch.equal(from_shape, from_tensor) and torch.equal(xT, kept)
-
-
-def test_x_T_or_model_on_another_device_raises():
-    """No silent device moves (STYLE §10); `meta` plays the other device on a CPU-only machine."""
-    s = make_schedule(T=10)
-    model = network_like(2, s, seed=23)
-    for sample in (ddpm_sample, ddim_sample):
-        with pytest.raises(ValueError, match="x_T is on meta"):
-            sample(model, s, torch.zeros(4, 2, device="meta"))
-        with pytest.raises(ValueError, match="the model is on meta"):
-            sample(torch.nn.Linear(2, 2, device="meta"), s, (4, 2))
-
-
-def test_ddim_rejects_negative_eta():
-    s = make_schedule(T=10)
-    with pytest.raises(ValueError, match="eta must be >= 0"):
-        ddim_sample(network_like(2, s, seed=24), s, (4, 2), eta=-0.1)
+# --- chains (data ranks, x_T, devices and bad input for every sampler: test_sampler_contract.py) ---
 
 
 def test_schedule_from_betas_chain_runs_with_explicit_betas():

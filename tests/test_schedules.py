@@ -293,6 +293,14 @@ def test_extract_broadcasts_a_per_timestep_coefficient_to_any_rank():
         append_dims(torch.zeros(2, 3), 1)
 
 
+@pytest.mark.parametrize("index", [-1, 10])
+def test_extract_fails_for_an_index_out_of_range_at_either_end(index):
+    """check_timesteps reads the range of a CPU t only; elsewhere the gather must fail on its own:
+    a -1 must not wrap around to the last coefficient as ``coef[t]`` would."""
+    with pytest.raises(RuntimeError, match="out of bounds"):
+        extract(torch.arange(10.0), torch.tensor([3, index]), torch.zeros(2, 4))
+
+
 def test_log_alpha_bar_T_is_minus_sum_beta_minus_half_sum_beta_squared_eq_log_alpha_bar():
     """Book Eq. (log-alpha-bar): log ᾱ_T ≈ -Σβ - ½Σβ², and for Ho et al.'s linear schedule ≈ -10.12.
 

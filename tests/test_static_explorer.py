@@ -1,17 +1,21 @@
 """The static schedule explorer: its JavaScript computes the schedules of schedules.py, its HTML
-is self-contained, and on a built Jupyter Book page, with no kernel, its controls redraw it.
+is self-contained, built from the package's static files and the one table of the explorers'
+controls, and on a built Jupyter Book page, with no kernel, its controls redraw it.
 
 The browser tests build a book with the venv's ``jupyter-book``, serve it on 127.0.0.1 and open
 it in Debian's Chromium through Playwright; they skip, saying why, only where Chromium or
 Playwright is missing. Screenshots go to tests/artifacts/ (git-ignored).
 """
 
+import importlib.util
 import json
 import math
 import re
 import shutil
 import subprocess
 import sys
+import zipfile
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -22,8 +26,11 @@ from chromium import ARTIFACTS
 from chromium import serve as _serve
 from ddpm_utils.schedules import make_schedule
 from ddpm_utils.static_explorer import SCHEDULE_JS, show_static_explorer, static_explorer_html
+from ddpm_utils.widgets import EXPLORER_CONTROLS
 
 ROOT = Path(__file__).resolve().parent.parent
+STATIC = ROOT / "ddpm_utils" / "static"
+STATIC_FILES = ("explorer.css", "explorer.html", "explorer.js", "schedules.js")
 
 
 def _digit() -> torch.Tensor:
@@ -97,10 +104,36 @@ def test_javascript_alpha_bars_equal_make_schedule(js_schedules, case):
 # ---------------------------------------------------------------------------------------------
 
 
+class _StartTags(HTMLParser):
+    """Every start tag of an HTML text with its attributes, unescaped as a browser reads them."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def _root_attributes(html: str) -> dict[str, str]:
+    """The attributes of the explorer's outer ``<div>``."""
+    tag, attrs = _StartTags(html).tags[0]
+    assert tag == "div" and attrs.get("class") == "ddpm-static-explorer", f"not an explorer: <{tag} {attrs}>"
+    return attrs
+
+
+def _controls(html: str) -> dict[str, dict[str, str]]:
+    """Each ``<input>`` and ``<select>`` of the explorer, by its ``data-role``."""
+    return {a["data-role"]: a for tag, a in _StartTags(html).tags if tag in ("input", "select")}
+
+
 def _embedded(html: str, name: str) -> torch.Tensor:
-    match = re.search(rf'"{name}":(\[[^\]]*\])', html)
-    assert match, f"no {name!r} array in the HTML"
-    return torch.tensor(json.loads(match.group(1)), dtype=torch.float64).reshape(1, 28, 28)
+    """The pixels in the ``data-<name>`` attribute, as the script parses them: shape (1, 28, 28)."""
+    attrs = _root_attributes(html)
+    assert f"data-{name}" in attrs, f"no data-{name} attribute on the explorer's <div>"
+    return torch.tensor(json.loads(attrs[f"data-{name}"]), dtype=torch.float64).reshape(1, 28, 28)
 
 
 def test_html_is_self_contained_small_and_carries_the_digit_and_noise():
@@ -121,9 +154,101 @@ def test_html_is_self_contained_small_and_carries_the_digit_and_noise():
     torch.testing.assert_close(_embedded(static_explorer_html(image, noise=given), "noise"), given.double())
 
 
-def test_two_explorers_have_different_ids():
-    ids = [re.match(r'<div id="([\w-]+)"', static_explorer_html(_digit())).group(1) for _ in range(2)]
-    assert ids[0] != ids[1]
+def test_data_attributes_round_trip():
+    """The digit, ε and β range the script reads are the arguments: JSON in escaped data- attributes."""
+    image, noise = _digit(), torch.rand(1, 28, 28) * 2 - 1
+    html = static_explorer_html(image, noise=noise, beta_start=3e-5, beta_end=0.0123)
+    attrs = _root_attributes(html)  # unescaped by the parser, as the browser's dataset is
+    assert set(attrs) == {"id", "class", "data-image", "data-noise", "data-beta1", "data-beta-t"}
+    assert float(attrs["data-beta1"]) == 3e-5 and float(attrs["data-beta-t"]) == 0.0123
+    torch.testing.assert_close(_embedded(html, "image"), image.double(), atol=5.01e-4, rtol=0)
+    torch.testing.assert_close(_embedded(html, "noise"), noise.double(), atol=5.01e-4, rtol=0)
+    # Each attribute is written escaped: one double-quoted value, no raw quote or bracket inside.
+    for name in ("data-image", "data-noise", "data-beta1", "data-beta-t"):
+        raw = re.search(rf'\s{name}="([^"]*)"', html).group(1)
+        assert not set(raw) & set("<>\"'"), f"{name} is not HTML-escaped: {raw[:60]}…"
+    # No value is formatted into the script: but for the id, it is the same for any digit, ε, β and T.
+    def script(html: str) -> str:
+        uid = _root_attributes(html)["id"]
+        return html[html.index("<script>") : html.index("</script>")].replace(uid, "ID")
+
+    assert script(html) == script(static_explorer_html(-image, seed=1, T=20, t=3, kind="sigmoid"))
+
+
+def test_html_is_made_of_the_package_static_files():
+    """explorer.html, .css, .js and schedules.js are read from ddpm_utils/static/ (package data):
+    every stretch of each between its __NAME__ placeholders is in the HTML, and no placeholder is left."""
+    html = static_explorer_html(_digit())
+    assert SCHEDULE_JS == (STATIC / "schedules.js").read_text(encoding="utf-8")
+    for name in STATIC_FILES:
+        text = (STATIC / name).read_text(encoding="utf-8")
+        for piece in re.split(r"__\w+?__", text):
+            assert piece.strip() in html, f"ddpm_utils/static/{name} is not what the HTML is made of: {piece[:80]!r}"
+    assert not re.search(r"__\w+?__", html), "a placeholder was left unfilled"
+    assert sorted(p.name for p in STATIC.iterdir() if p.is_file()) == sorted(STATIC_FILES)
+
+
+def test_static_sliders_take_ranges_and_defaults_from_the_one_table():
+    """Every control's min, max, step and starting value is EXPLORER_CONTROLS's (as the widget's are,
+    tests/test_widgets.py); the t slider ends at the current T."""
+    c = EXPLORER_CONTROLS
+    controls = _controls(static_explorer_html(_digit()))
+    for role, slider in (("T", c.T), ("t", c.t), ("beta1", c.beta_start), ("betaT", c.beta_end)):
+        attrs = controls[role]
+        assert float(attrs["min"]) == slider.min, role
+        assert float(attrs["max"]) == (c.T.default if slider.max is None else slider.max), role
+        assert attrs["step"] == ("any" if slider.step is None else str(slider.step)), role
+        assert float(attrs["value"]) == pytest.approx(slider.position(slider.default), abs=1e-12), role
+    selected = re.search(r'<option value="(\w+)" selected>', static_explorer_html(_digit()))
+    assert selected.group(1) == c.kind
+    # Starting values other than the defaults move the values, never the ranges.
+    moved = _controls(static_explorer_html(_digit(), T=300, t=7, beta_end=0.05))
+    assert (moved["T"]["value"], moved["t"]["value"], moved["t"]["max"]) == ("300", "7", "300")
+    assert float(moved["betaT"]["value"]) == pytest.approx(math.log10(0.05))
+    assert moved["T"]["min"] == controls["T"]["min"] and moved["betaT"]["max"] == controls["betaT"]["max"]
+    # The range checks are the table's too.
+    with pytest.raises(ValueError, match="T must be"):
+        static_explorer_html(_digit(), T=c.T.max + 1, t=1)
+    with pytest.raises(ValueError, match="beta_start"):
+        static_explorer_html(_digit(), beta_start=10 ** c.beta_start.max * 1.01)
+    static_explorer_html(_digit(), T=c.T.max, t=1, beta_start=10**c.beta_start.min)  # the ends are allowed
+
+
+def test_a_wheel_built_from_the_repository_ships_the_static_files(tmp_path):
+    """pyproject.toml's package data: `pip install git+…` (Colab) builds such a wheel. Built
+    offline, from a copy of the package, with the setuptools of this environment."""
+    if importlib.util.find_spec("setuptools") is None:
+        pytest.skip("setuptools is not installed here: the wheel cannot be built offline")
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "ddpm_utils", source / "ddpm_utils", ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "--no-index",
+         "--quiet", "-w", str(tmp_path / "wheel")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, f"pip wheel failed:\n{done.stdout}\n{done.stderr}"
+    (wheel,) = (tmp_path / "wheel").glob("ddpm_utils-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {n.removeprefix("ddpm_utils/static/"): archive.read(n) for n in archive.namelist()
+                   if n.startswith("ddpm_utils/static/")}
+    assert sorted(shipped) == sorted(STATIC_FILES), f"the wheel's ddpm_utils/static/ holds {sorted(shipped)}"
+    for name in STATIC_FILES:
+        assert shipped[name] == (STATIC / name).read_bytes(), name
+
+
+def test_two_explorers_have_different_ids_and_a_rerun_the_same():
+    """The id is a digest of the arguments: no counter in the module, so a notebook run again
+    gives the same output, and two explorers differ in some argument or in ``instance``."""
+    def uid(**kw):
+        return re.match(r'<div id="([\w-]+)"', static_explorer_html(_digit(), **kw)).group(1)
+
+    assert uid() == uid() and uid(instance=0) == uid()
+    assert len({uid(), uid(instance=1), uid(seed=1), uid(t=10), uid(kind="cosine")}) == 5
+    with pytest.raises(ValueError, match="instance"):
+        static_explorer_html(_digit(), instance=-1)
     html = static_explorer_html(_digit())
     uid = re.match(r'<div id="([\w-]+)"', html).group(1)
     assert f'const ID = "{uid}"' in html, "the script must find its own div"

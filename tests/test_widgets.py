@@ -6,7 +6,12 @@ import torch
 
 matplotlib.use("Agg")
 
-from ddpm_utils.widgets import explorer_figure, explorer_schedules, schedule_explorer  # noqa: E402
+from ddpm_utils.widgets import (  # noqa: E402
+    EXPLORER_CONTROLS,
+    explorer_figure,
+    explorer_schedules,
+    schedule_explorer,
+)
 
 
 def test_explorer_uses_the_chosen_beta_range_for_the_linear_schedule():
@@ -42,3 +47,23 @@ def test_explorer_widget_builds_and_reacts_to_t():
     T = next(w for w in sliders if w.description == "T")
     T.value = 100
     assert t.max == 100
+
+
+def test_explorer_widget_takes_ranges_and_defaults_from_the_one_table():
+    """min, max, step and starting value of every control are EXPLORER_CONTROLS's, as the static
+    explorer's are (tests/test_static_explorer.py); t ends at the current T."""
+    widgets = pytest.importorskip("ipywidgets")
+    panel = schedule_explorer(torch.zeros(1, 8, 8))
+    controls = {w.description: w for box in panel.children[:2] for w in box.children}
+    c = EXPLORER_CONTROLS
+    assert controls["schedule"].value == c.kind
+    # step None: continuous where a browser's slider allows it; ipywidgets' log slider keeps its own.
+    default_step = widgets.FloatLogSlider().step
+    sliders = {"T": c.T, "t": c.t, "β₁ (linear)": c.beta_start, "β_T (linear)": c.beta_end}
+    for description, slider in sliders.items():
+        w = controls[description]
+        assert w.min == slider.min, description
+        assert w.max == (c.T.default if slider.max is None else slider.max), description
+        assert w.step == (default_step if slider.step is None else slider.step), description
+        assert w.value == slider.default, description
+        assert isinstance(w, widgets.FloatLogSlider) == slider.log10, description

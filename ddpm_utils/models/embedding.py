@@ -12,6 +12,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ..schedules import free_to_read
+
 
 def check_timestep_batch(t: torch.Tensor, batch: int) -> None:
     """Raise ``ValueError`` unless ``t`` is an integer tensor of shape ``(batch,)``.
@@ -25,6 +27,26 @@ def check_timestep_batch(t: torch.Tensor, batch: int) -> None:
         raise ValueError(f"t must hold integer timestep indices (e.g. torch.long), got dtype {t.dtype}")
     if tuple(t.shape) != (batch,):
         raise ValueError(f"t must have shape ({batch},) to match the batch, got {tuple(t.shape)}")
+
+
+def check_labels(y: torch.Tensor | None, batch: int, num_classes: int, device: torch.device) -> torch.Tensor:
+    """Labels ``y`` of shape ``(B,)`` in ``[0, num_classes]``, the last being the null label; ``None`` → all null.
+
+    Shared by the class-conditional models. The range is read only for labels on the CPU
+    (``free_to_read``): this runs at every step, and on a GPU each read would be a sync. There a
+    label outside the range fails in the embedding lookup instead, and ``train`` checks its labels
+    once, before the loop.
+    """
+    if y is None:
+        return torch.full((batch,), num_classes, dtype=torch.long, device=device)
+    if (not isinstance(y, torch.Tensor) or y.dtype.is_floating_point or y.dtype.is_complex
+            or y.dtype == torch.bool or tuple(y.shape) != (batch,)):
+        got = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(f"y must be integer labels of shape ({batch},), got {got}")
+    if free_to_read(y) and not torch.compiler.is_compiling() and bool(((y < 0) | (y > num_classes)).any()):
+        raise ValueError(f"y must lie in [0, {num_classes}] ({num_classes} = null label), "
+                         f"got min {int(y.min())} max {int(y.max())}")
+    return y
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:

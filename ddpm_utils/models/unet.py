@@ -18,7 +18,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .embedding import TimeEmbedding, check_timestep_batch
+from .embedding import TimeEmbedding, check_labels, check_timestep_batch
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ class UNet(nn.Module):
         check_timestep_batch(t, xt.shape[0])
         emb = self.time_embedding(t)  # (B, 4·ch)
         if self.class_embedding is not None:
-            emb = emb + self.class_embedding(self._labels(y, xt.shape[0], xt.device))  # (B, 4·ch)
+            emb = emb + self.class_embedding(check_labels(y, xt.shape[0], self.config.num_classes, xt.device))  # (B, 4·ch)
         elif y is not None:
             raise ValueError("y was given but this UNet is unconditional (config.num_classes is None)")
 
@@ -209,16 +209,3 @@ class UNet(nn.Module):
                 h = self.upsample[level](h)  # (B, C, 2H, 2W)
 
         return self.conv_out(F.silu(self.norm_out(h)))  # (B, C_in, H, W)
-
-    def _labels(self, y: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
-        """Check the labels ``y`` of shape ``(B,)``; ``None`` becomes the null label ``num_classes``."""
-        n = self.config.num_classes
-        if y is None:
-            return torch.full((batch,), n, dtype=torch.long, device=device)
-        if (not isinstance(y, torch.Tensor) or y.dtype.is_floating_point or y.dtype.is_complex
-                or y.dtype == torch.bool or tuple(y.shape) != (batch,)):
-            got = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
-            raise ValueError(f"y must be integer labels of shape ({batch},), got {got}")
-        if not torch.compiler.is_compiling() and bool(((y < 0) | (y > n)).any()):
-            raise ValueError(f"y must lie in [0, {n}] ({n} = null label), got min {int(y.min())} max {int(y.max())}")
-        return y
