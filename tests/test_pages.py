@@ -237,3 +237,31 @@ def test_every_page_fits_a_laptop_and_a_phone_screen(browser, built_book):
     if problems:
         report = "\n\n".join(problems)
         pytest.fail(f"{len(problems)} page views do not fit their screen:\n\n{report}", pytrace=False)
+
+
+SHOWN_JS = """id => {
+  const e = document.getElementById(id);
+  return !!e && !e.closest('.toggle-hidden') && getComputedStyle(e).visibility === 'visible'
+    && e.getBoundingClientRect().height > 0;
+}"""
+
+
+def test_a_link_into_a_closed_solution_opens_it(browser, built_book):
+    """Equations inside an exercise's hidden solution are linked from the notebook; following such a link must show
+    the equation (the solution opened), not the empty frame of a closed box. Checked without unfolding anything."""
+    with serve(built_book) as base:
+        tab = browser.new_page(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
+        try:
+            route_offline(tab, base)
+            for anchor in ("equation-first-reverse-v", "equation-first-tilt"):
+                tab.goto(f"{base}/book/00_first_ddpm.html#{anchor}", wait_until="load")
+                tab.wait_for_function(SHOWN_JS, arg=anchor, timeout=10_000)
+                box = tab.evaluate("id => { const r = document.getElementById(id).getBoundingClientRect();"
+                                   " return [r.top, r.height] }", anchor)
+                assert box[1] > 0 and 0 <= box[0] < 900, f"#{anchor} is not shown after following a link: {box}"
+            # and a link followed on the page itself (a hash change)
+            tab.goto(f"{base}/book/00_first_ddpm.html", wait_until="load")
+            tab.evaluate("() => { location.hash = 'equation-first-reverse-v' }")
+            tab.wait_for_function(SHOWN_JS, arg="equation-first-reverse-v", timeout=10_000)
+        finally:
+            tab.close()

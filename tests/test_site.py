@@ -75,6 +75,7 @@ def test_every_notebook_page_has_a_colab_launch_button(built_book):
 # Each later chapter: the anchors in earlier chapters it must link to, and the anchors of its own that its notebook
 # must link back to.
 CHAPTER_LINKS = {
+    "00_first_ddpm": ([], ["equation-first-forward", "equation-first-reverse-v", "equation-first-guidance"]),
     "02_elbo": (["01_forward_process.html#equation-forward-reparam"],
                 ["equation-kl-weight", "thm-gap-decomposition"]),
     "03_posterior": (["02_elbo.html#equation-reverse-mean-eps", "01_forward_process.html#equation-forward-closed-form"],
