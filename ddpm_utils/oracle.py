@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from .distributions import GaussianMixture  # the data distribution; also importable from here, as before
-from .schedules import Schedule, append_dims, check_timesteps, extract, free_to_read
+from .models.embedding import check_labels
+from .schedules import Schedule, append_dims, check_timesteps, extract
 from .targets import Target, training_target
 
 
@@ -72,11 +73,8 @@ class MixtureOracle:
         beta = self.schedule.betas[t].double()
         log_step = -0.5 * ((xt - (1 - beta).sqrt() * g[:, 0]) ** 2 / beta + torch.log(2 * math.pi * beta))
         ones = torch.ones(len(g), dtype=torch.float64)
-        if t == 0:
-            log_prev = self.mixture.noised_log_prob(g, ones, 0 * ones)[0]
-        else:
-            a_prev = self.schedule.sqrt_alpha_bars[t - 1].double() * ones
-            log_prev = self.mixture.noised_log_prob(g, a_prev, 1 - a_prev**2)[0]
+        a_prev = (self.schedule.sqrt_alpha_bars[t - 1].double() if t > 0 else 1.0) * ones  # √ᾱ_{t-1}, √ᾱ_0 = 1
+        log_prev = self.mixture.noised_log_prob(g, a_prev, 1 - a_prev**2)[0]
         a_t, s2_t = self._signal_and_noise(torch.tensor([t]))
         log_here = self.mixture.noised_log_prob(torch.tensor([[float(xt)]], dtype=torch.float64), a_t, s2_t)[0]
         return torch.exp(log_step + log_prev - log_here).to(grid.dtype)
@@ -109,10 +107,7 @@ class LabelledMixtureOracle:
     def __call__(self, xt: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         if y is None:
             return self.oracles[-1](xt, t)
-        if y.shape != (xt.shape[0],) or y.dtype.is_floating_point:
-            raise ValueError(f"y must be integer labels of shape ({xt.shape[0]},), got {y.dtype} {tuple(y.shape)}")
-        if free_to_read(y) and y.numel() and (int(y.min()) < 0 or int(y.max()) > self.num_classes):
-            raise ValueError(f"y must lie in [0, {self.num_classes}] ({self.num_classes} = null label)")
+        y = check_labels(y, xt.shape[0], self.num_classes, xt.device)
         out = torch.zeros_like(xt)
         for label, oracle in enumerate(self.oracles):  # every predictor on the whole batch: no host reads
             out = torch.where(append_dims(y, xt.ndim) == label, oracle(xt, t), out)

@@ -20,6 +20,18 @@ import torch.nn.functional as F
 from .embedding import TimeEmbedding, check_labels, check_timestep_batch, sinusoidal_embedding
 
 
+def _check_points(xt: torch.Tensor, data_dim: int) -> bool:
+    """Raise unless ``xt`` is ``(B, data_dim)``, or ``(B,)`` for 1-D data; return whether it is ``(B,)``.
+
+    A ``(B,)`` batch of toy data is treated as ``(B, 1)``, and the model gives ``(B,)`` back.
+    """
+    flat = xt.ndim == 1 and data_dim == 1
+    if not (flat or (xt.ndim == 2 and xt.shape[1] == data_dim)):
+        allowed = f"(B, {data_dim}) or (B,)" if data_dim == 1 else f"(B, {data_dim})"
+        raise ValueError(f"xt must have shape {allowed} for data_dim={data_dim}, got {tuple(xt.shape)}")
+    return flat
+
+
 @dataclass(frozen=True)
 class MLPConfig:
     """Size of an MLP denoiser. The defaults (~134k parameters) learn the 2-D toy mixtures."""
@@ -67,11 +79,7 @@ class MLPDenoiser(nn.Module):
         self.linear_out = nn.Linear(config.hidden, config.data_dim)
 
     def forward(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        d = self.config.data_dim
-        flat = xt.ndim == 1 and d == 1  # (B,) toy data: treat as (B, 1) and give (B,) back
-        if not (flat or (xt.ndim == 2 and xt.shape[1] == d)):
-            allowed = f"(B, {d}) or (B,)" if d == 1 else f"(B, {d})"
-            raise ValueError(f"xt must have shape {allowed} for data_dim={d}, got {tuple(xt.shape)}")
+        flat = _check_points(xt, self.config.data_dim)
         check_timestep_batch(t, xt.shape[0])
 
         h = self.linear_in(xt[:, None] if flat else xt)  # (B, hidden)
@@ -128,10 +136,7 @@ class ConcatMLP(nn.Module):
 
     def forward(self, xt: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         c = self.config
-        flat = xt.ndim == 1 and c.data_dim == 1  # (B,) toy data: treat as (B, 1) and give (B,) back
-        if not (flat or (xt.ndim == 2 and xt.shape[1] == c.data_dim)):
-            allowed = f"(B, {c.data_dim}) or (B,)" if c.data_dim == 1 else f"(B, {c.data_dim})"
-            raise ValueError(f"xt must have shape {allowed} for data_dim={c.data_dim}, got {tuple(xt.shape)}")
+        flat = _check_points(xt, c.data_dim)
         check_timestep_batch(t, xt.shape[0])
         features = [xt[:, None] if flat else xt, sinusoidal_embedding(t, c.time_features, c.max_period)]
         if c.num_classes is not None:
