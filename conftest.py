@@ -36,6 +36,7 @@ TEST_FILE_MARKERS = {
     "tests/test_timesteps.py": "math",
     "tests/test_oracle.py": "math",
     "tests/test_samplers.py": "math",
+    "tests/test_dpm_solver.py": "math",
     "tests/test_sampler_contract.py": "math",
     "tests/test_syncs.py": "math",
     "tests/test_models.py": "math",

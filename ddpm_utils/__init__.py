@@ -3,7 +3,7 @@
 One module per idea of the book: ``schedules`` (β_t and every coefficient built from it),
 ``forward`` (q(x_t | x_0)), ``posterior`` (q(x_{t-1} | x_t, x_0)), ``targets`` (ε, x_0, v and the
 table of converters between them), ``reverse`` (p_θ(x_{t-1} | x_t)), ``losses`` (L_simple and the
-bound in bits/dim), ``timesteps`` (uniform and importance-sampled t), ``samplers`` (DDPM, DDIM, one
+bound in bits/dim), ``timesteps`` (uniform and importance-sampled t), ``samplers`` (DDPM, DDIM, DPM-Solver++(2M), one
 signature, listed in ``SAMPLERS``), ``guidance`` (classifier-free guidance), ``distributions``
 (Gaussian mixtures), ``oracle`` (the exact predictor for them), ``models``, ``training``, ``data``
 (the book's data sets), ``metrics`` (a package: ``distances`` between sample sets, the MNIST
@@ -46,7 +46,7 @@ from .guidance import ClassifierFreeGuidance
 from .oracle import GaussianBound, LabelledMixtureOracle, MixtureOracle, gaussian_data_bound
 from .posterior import Posterior, q_posterior
 from .reverse import ReverseStep, interpolated_log_variance, p_mean_variance, reverse_variance
-from .samplers import SAMPLERS, SamplerStep, ddim_sample, ddpm_sample, respace, timestep_subsequence
+from .samplers import SAMPLERS, SamplerStep, ddim_sample, ddpm_sample, dpmpp_2m_sample, respace, timestep_subsequence
 from .schedules import (
     Schedule,
     append_dims,

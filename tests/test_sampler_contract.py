@@ -126,19 +126,32 @@ def test_progress_bar_changes_nothing(sampler):
 # --- the callback -----------------------------------------------------------------------------------
 
 
+# The spacing each sampler gives an int number of steps when none is named. A sampler missing here
+# fails the callback test below: add it, with the spacing its docstring promises.
+DEFAULT_SPACING = {"ddpm": "linspace", "ddim": "linspace", "dpmpp_2m": "trailing"}
+# T = 60, n = 5, worked by hand: linspace round(59 j / 4), trailing round(12 j) - 1
+FIVE_STEPS = {"linspace": [59, 44, 30, 15, 0], "trailing": [59, 47, 35, 23, 11]}
+
+
 @pytest.mark.parametrize(
-    "steps, visited",
-    [(None, list(range(T - 1, -1, -1))), (5, [59, 44, 30, 15, 0]), ([0, 3, 12], [12, 3, 0])],
-    ids=["all", "5", "list"],
+    "steps, spacing, visited",
+    [(None, None, list(range(T - 1, -1, -1))), (5, None, "default"), (5, "linspace", FIVE_STEPS["linspace"]),
+     (5, "trailing", FIVE_STEPS["trailing"]), ([0, 3, 12], None, [12, 3, 0])],
+    ids=["all", "5", "5-linspace", "5-trailing", "list"],
 )
-def test_callback_gets_one_sampler_step_per_visited_step_before_it_is_taken(sampler, steps, visited):
+def test_callback_gets_one_sampler_step_per_visited_step_before_it_is_taken(sampler, steps, spacing, visited):
     """Code indices decreasing, as Python ints; x_t, x̂_0 and ε̂ shaped like the batch; the first
     x_t is x_T itself (called before the step); and x̂_0, ε̂ describe that x_t:
-    x_t = √ᾱ_t x̂_0 + √(1-ᾱ_t) ε̂, with ᾱ_t from a Python loop over the betas."""
+    x_t = √ᾱ_t x̂_0 + √(1-ᾱ_t) ε̂, with ᾱ_t from a Python loop over the betas. An int number of
+    steps with no spacing named is spaced by the sampler's own default (DEFAULT_SPACING)."""
+    if visited == "default":
+        name = next(k for k, fn in SAMPLERS.items() if fn is sampler)
+        visited = FIVE_STEPS[DEFAULT_SPACING[name]]
     shape = (4, 3, 2, 2)
     calls = []
     xT = torch.randn(shape, generator=gen(5))
-    out = sampler(net(shape), SCHEDULE, xT, steps=steps, generator=gen(6), callback=lambda *a: calls.append(a))
+    kw = {} if spacing is None else {"spacing": spacing}
+    out = sampler(net(shape), SCHEDULE, xT, steps=steps, generator=gen(6), callback=lambda *a: calls.append(a), **kw)
     assert all(len(a) == 1 and isinstance(a[0], SamplerStep) for a in calls), "one SamplerStep per call"
     records = [a[0] for a in calls]
     assert [r.t for r in records] == visited and all(type(r.t) is int for r in records)

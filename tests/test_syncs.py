@@ -31,6 +31,7 @@ from ddpm_utils import (
     ddim_sample,
     ddpm_sample,
     discretized_gaussian_log_likelihood,
+    dpmpp_2m_sample,
     l_simple,
     make_schedule,
     nll_bits_per_dim,
@@ -176,6 +177,7 @@ RUNS = {
     "ddpm-respaced": lambda n: ddpm_sample(_mlp(), SCHEDULE, (4, 2), steps=n, callback=lambda step: None),
     "ddim": lambda n: ddim_sample(_mlp(), SCHEDULE, (4, 2), steps=n, callback=lambda step: None),
     "ddim-eta-1": lambda n: ddim_sample(_mlp(), SCHEDULE, (4, 2), steps=n, eta=1.0),
+    "dpmpp-2m": lambda n: dpmpp_2m_sample(_mlp(), SCHEDULE, (4, 2), steps=n, callback=lambda step: None),
     "train-concat-mlp-labels": lambda n: train(_concat(2), SCHEDULE, torch.randn(32), TrainConfig(
         steps=n, p_uncond=0.1, **CONFIG), labels=torch.arange(32) % 2, progress=False),
     "ddpm-guided": lambda n: ddpm_sample(ClassifierFreeGuidance(_concat(2), torch.arange(4) % 2, 3.0), SCHEDULE,
