@@ -31,6 +31,7 @@ TEST_FILE_MARKERS = {
     "tests/test_forward.py": "math",
     "tests/test_posterior.py": "math",
     "tests/test_targets.py": "math",
+    "tests/test_targets_weights.py": "math",
     "tests/test_losses.py": "math",
     "tests/test_elbo.py": "math",
     "tests/test_timesteps.py": "math",

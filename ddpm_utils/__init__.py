@@ -1,15 +1,15 @@
 """ddpm_utils: the small, tested package behind the book *DDPM from Scratch*.
 
-One module per idea of the book: ``schedules`` (β_t and every coefficient built from it),
-``forward`` (q(x_t | x_0)), ``posterior`` (q(x_{t-1} | x_t, x_0)), ``targets`` (ε, x_0, v and the
-table of converters between them), ``reverse`` (p_θ(x_{t-1} | x_t)), ``losses`` (L_simple and the
-bound in bits/dim), ``timesteps`` (uniform and importance-sampled t), ``samplers`` (DDPM, DDIM, DPM-Solver++(2M), one
-signature, listed in ``SAMPLERS``), ``guidance`` (classifier-free guidance), ``distributions``
-(Gaussian mixtures), ``oracle`` (the exact predictor for them), ``models``, ``training``, ``data``
-(the book's data sets), ``metrics`` (a package: ``distances`` between sample sets, the MNIST
-``classifier`` and the ``frechet`` distance), ``run`` (run presets), ``plotting``, and the schedule
-explorers ``widgets`` (ipywidgets, needs a kernel) and ``static_explorer`` (HTML and JavaScript, for
-the website).
+One module per idea of the book: ``schedules`` (β_t and every coefficient built from it, zero
+terminal SNR), ``forward`` (q(x_t | x_0)), ``posterior`` (q(x_{t-1} | x_t, x_0)), ``targets`` (ε, x_0,
+v, the table of converters between them and the weights between their errors), ``reverse``
+(p_θ(x_{t-1} | x_t)), ``losses`` (L_simple and the bound in bits/dim), ``timesteps`` (uniform and
+importance-sampled t), ``samplers`` (DDPM, DDIM, DPM-Solver++(2M), one signature, listed in
+``SAMPLERS``), ``guidance`` (classifier-free guidance), ``distributions`` (Gaussian mixtures),
+``oracle`` (the exact predictor for them), ``models``, ``training``, ``data`` (the book's data sets),
+``metrics`` (a package: ``distances`` between sample sets, the MNIST ``classifier`` and the
+``frechet`` distance), ``run`` (run presets), ``plotting``, and the schedule explorers ``widgets``
+(ipywidgets, needs a kernel) and ``static_explorer`` (HTML and JavaScript, for the website).
 
 Timestep convention
 -------------------
@@ -55,18 +55,21 @@ from .schedules import (
     free_to_read,
     linear_betas_reaching,
     make_schedule,
+    rescale_zero_terminal_snr,
     schedule_from_betas,
 )
 from .targets import (
     CONVERTERS,
     TARGETS,
     Prediction,
+    check_x0_recoverable,
     eps_to_x0,
     split_prediction,
     training_target,
     v_to_eps,
     v_to_x0,
     x0_eps_to_v,
+    x0_error_weight,
     x0_to_eps,
 )
 from .timesteps import ImportanceSampler

@@ -24,7 +24,7 @@ from .forward import q_sample, q_step
 from .posterior import q_posterior
 from .reverse import Model, Variance, p_mean_variance, reverse_variance
 from .schedules import Schedule, check_timesteps, extract, free_to_read
-from .targets import Target, training_target
+from .targets import Target, check_x0_recoverable, training_target
 
 LN2 = math.log(2.0)
 Decoder = Literal["discrete", "continuous"]
@@ -64,11 +64,17 @@ def kl_weight(schedule: Schedule, t: Tensor, variance: Variance = "beta_tilde") 
     Eq. (kl-weight), Ho et al. Eq. 12. Only λ_t is returned. C_t = D · KL(N(0, β̃_t) ‖ N(0, σ_t²))
     does not depend on ε_θ: it is 0 for ``variance="beta_tilde"``, and for ``"beta"`` (σ_t² = β_t)
     C_t = D/2 · (log(β_t/β̃_t) + β̃_t/β_t - 1) > 0. Defined for code indices t ≥ 1; index 0 is
-    the decoder term L_0.
+    the decoder term L_0. With zero terminal SNR, λ_T = ∞ (α_T = 0: an ε error there is an unbounded
+    x_0 error), so index T-1 is refused too.
     """
     check_timesteps(schedule, t)
     if t.numel() and int(t.min()) < 1:
         raise ValueError("kl_weight is defined for code indices t >= 1; t = 0 is the decoder term L_0")
+    if t.numel() and schedule.zero_terminal_snr and int(t.max()) == schedule.T - 1:
+        raise ValueError(
+            f"kl_weight is infinite at ᾱ_t = 0 (zero terminal SNR, code index {schedule.T - 1}): "
+            "the ε error there says nothing about x_0"
+        )
     betas_t = schedule.betas[t]  # (B,)
     sigma2, _ = reverse_variance(schedule, t, betas_t, variance)
     return schedule.betas[t] ** 2 / (2 * sigma2 * schedule.alphas[t] * schedule.one_minus_alpha_bars[t])
@@ -245,6 +251,7 @@ def nll_bits_per_dim(
     inputs (examples × timesteps).
     """
     _check_decoder(decoder)
+    check_x0_recoverable(schedule, target, schedule.T - 1)  # every t is visited
     if decoder == "discrete":
         check_decoder_data(x0)  # once here, not in every chunk (a sync each on a GPU)
     B, T = x0.shape[0], schedule.T
@@ -286,6 +293,7 @@ def vlb_stratified(
     the mean over examples is their standard deviation / √B. L_T is exact; L_0 uses one x_1.
     """
     _check_decoder(decoder)
+    check_x0_recoverable(schedule, target, schedule.T - 1)  # the last block ends at T-1
     if decoder == "discrete":
         check_decoder_data(x0)  # once here, not in every chunk (a sync each on a GPU)
     B, T = x0.shape[0], schedule.T
@@ -323,6 +331,7 @@ def elbo_chain_form(
     step uses the Gaussian density (continuous data). Its expectation is the bound that
     :func:`nll_bits_per_dim` computes from the rearranged terms, with a larger variance.
     """
+    check_x0_recoverable(schedule, target, schedule.T - 1)  # every step is scored
     x = x0
     total = torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
     sqrt_alphas, log_betas = schedule.alphas.sqrt(), torch.log(schedule.betas)  # q(x_t | x_{t-1}), Eq. (forward-step)

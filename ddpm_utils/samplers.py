@@ -16,6 +16,10 @@ has none.
 No loop reads a tensor back to the host, which on a GPU would stall it: the visited code
 indices are made on the CPU and read once, before the loop, and the ``t`` each step builds is in
 range by construction (``check_timesteps`` reads only a ``t`` on the CPU).
+
+On a schedule with zero terminal SNR, a sampler whose visited steps include code index T-1
+(ᾱ = 0) refuses ``target="eps"`` with a ``ValueError`` before the model runs: ε̂ cannot give x̂_0
+there (:func:`~ddpm_utils.targets.check_x0_recoverable`). The x_0 and v targets sample normally.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from torch import Tensor
 
 from .reverse import VARIANCES, Model, Variance, p_mean_variance
 from .schedules import Schedule, schedule_from_betas
-from .targets import Target, check_target, split_prediction
+from .targets import Target, check_target, check_x0_recoverable, split_prediction
 
 
 class SamplerStep(NamedTuple):
@@ -173,6 +177,7 @@ def ddpm_sample(
         raise ValueError(f"unknown reverse variance {variance!r}; expected one of {VARIANCES}")
     ts = timestep_subsequence(schedule.T, steps, spacing)  # (n,) on the CPU
     t_values = ts.tolist()  # the callback's t as Python ints: the loop reads no tensor
+    check_x0_recoverable(schedule, target, t_values[-1])
     xt = _start(schedule, model, shape_or_xT, generator)
     if steps is None:
         chain, chain_model = schedule, model
@@ -221,6 +226,7 @@ def ddim_sample(
         raise ValueError(f"eta must be >= 0, got {eta}")
     ts = timestep_subsequence(schedule.T, steps, spacing)
     t_values = ts.tolist()  # the code indices as Python ints: the loop reads no tensor
+    check_x0_recoverable(schedule, target, t_values[-1])
     xt = _start(schedule, model, shape_or_xT, generator)
     # per visited step, in float64: ᾱ_t, ᾱ_{t'} and 1 - ᾱ as -expm1(log ᾱ), accurate near ᾱ = 1
     log_ab, log_ab_prev = _log_alpha_bars(schedule, ts)  # (n,), log ᾱ_{t'} = 0 after the last step
@@ -283,13 +289,15 @@ def dpmpp_2m_sample(
         spacing = "trailing"
     ts = timestep_subsequence(schedule.T, steps, spacing)
     t_values = ts.tolist()  # the code indices as Python ints: the loop reads no tensor
+    check_x0_recoverable(schedule, target, t_values[-1])
     xt = _start(schedule, model, shape_or_xT, generator)
     log_ab, log_ab_next = _log_alpha_bars(schedule, ts)  # (n,) float64; the step after ts[i] has log ᾱ at i
     # λ = log a - log s = ½ log ᾱ - ½ log(1 - ᾱ); 1 - ᾱ as -expm1(log ᾱ), accurate near ᾱ = 1
     lam = 0.5 * log_ab - 0.5 * torch.log(-torch.expm1(log_ab))
     # per step i (from ts[i] to the next visited step, or to ᾱ = 1 after ts[0]), in float64 before the
     # loop: h = λ_t' - λ_t (∞ on the last step), s_t'/s_t, a_t' (1 - e^{-h}), and h/(2 h_prev) = 1/2r
-    # where the step has a previous one (h_prev of step i is h of step i + 1)
+    # where the step has a previous one (h_prev of step i is h of step i + 1). With zero terminal SNR, λ = -∞ at
+    # code index T-1: h = ∞ on the first step (first order anyway) and 1/2r = h/∞ = 0 on the second, not NaN
     n = len(t_values)
     h = torch.cat([torch.full((1,), torch.inf, dtype=torch.float64), lam[:-1] - lam[1:]])  # (n,)
     s_ratio = torch.sqrt(torch.expm1(log_ab_next) / torch.expm1(log_ab))  # 0 on the last step (ᾱ_t' = 1)

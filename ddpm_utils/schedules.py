@@ -8,6 +8,11 @@ Timestep convention (the one place it is defined): the code's index ``t`` runs o
 ``alpha_bars[t]`` is ᾱ_{t+1}, and ``alpha_bars_prev[t]`` is ᾱ_t with ``alpha_bars_prev[0] = 1``
 (ᾱ_0 = 1: no noise at all). Code index 0 is the last denoising step, the one whose
 reverse step returns x_0.
+
+Zero terminal SNR (Lin et al. 2024): every β lies in (0, 1) except that the last may be exactly 1,
+which makes ᾱ_T = 0, so x_T is pure noise and SNR(T) = 0. :func:`rescale_zero_terminal_snr` turns
+any schedule into one of these, and ``make_schedule(..., zero_terminal_snr=True)`` applies it. There
+√ᾱ_T = 0: the ε target cannot give x̂_0 at that step (see :mod:`ddpm_utils.targets`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class Schedule:
     posterior_log_variance_clipped: Tensor  # log β̃_t with index 0 replaced (see posterior.py)
     posterior_mean_coef_x0: Tensor  # √ᾱ_{t-1} β_t / (1-ᾱ_t), the weight of x_0 in μ̃_t
     posterior_mean_coef_xt: Tensor  # √α_t (1-ᾱ_{t-1}) / (1-ᾱ_t), the weight of x_t in μ̃_t
+    zero_terminal_snr: bool = False  # β_T = 1, so ᾱ_T = 0, SNR(T) = 0 and log SNR(T) = -inf (Lin et al. 2024)
 
     @property
     def T(self) -> int:
@@ -65,7 +71,7 @@ class Schedule:
         return (
             f"Schedule(kind={self.kind!r}, T={self.T}, beta_1={self.betas[0].item():.3g}, "
             f"beta_T={self.betas[-1].item():.3g}, alpha_bar_T={self.alpha_bars[-1].item():.3g}, "
-            f"device={self.device})"
+            f"zero_terminal_snr={self.zero_terminal_snr}, device={self.device})"
         )
 
 
@@ -74,24 +80,35 @@ def schedule_from_betas(betas: Tensor | list[float], kind: str = "custom") -> Sc
 
     Every coefficient is computed in float64 and then stored as float32.
 
+    The last beta may be exactly 1 (zero terminal SNR, Lin et al. 2024): then ᾱ_T = 0,
+    ``sqrt_alpha_bars[-1] = snr[-1] = 0``, ``log_snr[-1] = -inf`` and ``zero_terminal_snr`` is set;
+    every other coefficient stays finite (at T: β̃_T = 1-ᾱ_{T-1}, μ̃_T = √ᾱ_{T-1} x_0 + 0 · x_T).
+
     Raises:
-        ValueError: if the betas are not a non-empty 1-D sequence of finite numbers in (0, 1).
+        ValueError: if the betas are not a non-empty 1-D sequence of finite numbers in (0, 1),
+            the last one in (0, 1].
     """
     betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
     if betas.ndim != 1 or betas.numel() < 1:
         raise ValueError(f"betas must be a non-empty 1-D sequence, got shape {tuple(betas.shape)}")
     if not torch.isfinite(betas).all():
         raise ValueError("betas must be finite; got NaN or inf")
-    if (betas <= 0).any() or (betas >= 1).any():
-        bad = betas[(betas <= 0) | (betas >= 1)]
+    ones = (betas[:-1] == 1).nonzero().flatten()
+    if len(ones):  # ᾱ would be 0 from there on, and every later step would divide 0 by 0
         raise ValueError(
-            f"every beta must lie in the open interval (0, 1); got {bad.numel()} outside it, "
-            f"e.g. {bad[0].item():.6g}"
+            f"beta = 1 is allowed only at the last step (zero terminal SNR, ᾱ_T = 0); got beta = 1 at "
+            f"code index {int(ones[0])} of {len(betas)}"
+        )
+    if (betas <= 0).any() or (betas > 1).any():
+        bad = betas[(betas <= 0) | (betas > 1)]
+        raise ValueError(
+            f"every beta must lie in the open interval (0, 1), the last one in (0, 1]; got {bad.numel()} "
+            f"outside it, e.g. {bad[0].item():.6g}"
         )
 
     alphas = 1.0 - betas
     # ᾱ_t as exp of a cumulative sum of logs: the same number as cumprod, without
-    # accumulating rounding over a thousand multiplications.
+    # accumulating rounding over a thousand multiplications. With β_T = 1, log ᾱ_T = -inf and ᾱ_T = 0.
     log_alpha_bars = torch.cumsum(torch.log(alphas), dim=0)
     alpha_bars = torch.exp(log_alpha_bars)
     alpha_bars_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bars[:-1]])
@@ -118,7 +135,8 @@ def schedule_from_betas(betas: Tensor | list[float], kind: str = "custom") -> Sc
         posterior_mean_coef_x0=torch.sqrt(alpha_bars_prev) * betas / one_minus_alpha_bars,
         posterior_mean_coef_xt=torch.sqrt(alphas) * (1.0 - alpha_bars_prev) / one_minus_alpha_bars,
     )
-    return Schedule(kind=kind, **{k: v.to(torch.float32) for k, v in values.items()})
+    values = {k: v.to(torch.float32) for k, v in values.items()}
+    return Schedule(kind=kind, **values, zero_terminal_snr=bool(betas[-1] == 1))
 
 
 def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
@@ -198,13 +216,49 @@ def sigmoid_betas(
     return _betas_from_alpha_bar(alpha_bar, T, max_beta)
 
 
-def make_schedule(kind: str = "linear", T: int = 1000, **params) -> Schedule:
+def rescale_zero_terminal_snr(betas: Tensor | list[float]) -> Tensor:
+    """The betas of the same schedule moved to zero terminal SNR — Lin et al. 2024, Algorithm 1.
+
+    Math: √ᾱ'_t = √ᾱ_1 (√ᾱ_t - √ᾱ_T) / (√ᾱ_1 - √ᾱ_T): √ᾱ is shifted so that √ᾱ'_T = 0 and scaled so
+    that √ᾱ'_1 = √ᾱ_1 — book Eq. (zero-snr). Then β'_t = 1 - ᾱ'_t/ᾱ'_{t-1}, so β'_1 = β_1 and
+    β'_T = 1 exactly. Returns float64 betas of the same length, for :func:`schedule_from_betas`.
+
+    Computed from the drop of √ᾱ over each step, d_t = √ᾱ_{t-1} - √ᾱ_t = √ᾱ_{t-1} (1 - √(1-β_t)),
+    rather than from a ratio of ᾱ': near t = 1, where β_t ≈ 1e-4, 1 - ᾱ'_t/ᾱ'_{t-1} would lose four
+    digits to cancellation.
+
+    Raises:
+        ValueError: for fewer than 2 betas (one step cannot keep ᾱ_1 and reach ᾱ_T = 0), or betas
+            that :func:`schedule_from_betas` would refuse.
+    """
+    betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
+    schedule_from_betas(betas)  # refuses what it would refuse, with its messages
+    if len(betas) < 2:
+        raise ValueError("zero terminal SNR needs T >= 2: a single step cannot keep ᾱ_1 and reach ᾱ_T = 0")
+    zero = torch.zeros(1, dtype=torch.float64)
+    log_alpha_bars = torch.cumsum(torch.log1p(-betas), dim=0)
+    sqrt_ab_prev = torch.exp(0.5 * torch.cat([zero, log_alpha_bars[:-1]]))  # √ᾱ_{t-1}, with √ᾱ_0 = 1
+    drops = sqrt_ab_prev * -torch.expm1(0.5 * torch.log1p(-betas))  # d_t = √ᾱ_{t-1} - √ᾱ_t, (T,)
+    # 1. shift: c_t = √ᾱ_t - √ᾱ_T = Σ_{s>t} d_s, the drops still to come; exactly 0 at T
+    shifted = torch.cat([drops[1:].flip(0).cumsum(0).flip(0), zero])
+    # 2. scale: a factor on c leaves every ratio ᾱ'_t/ᾱ'_{t-1} = (c_t/c_{t-1})² of t ≥ 2 as it is; it sets
+    #    only ᾱ'_1, and the factor that keeps ᾱ'_1 = ᾱ_1 keeps β'_1 = β_1
+    # 3. β'_t = 1 - (c_t/c_{t-1})² = d_t (2 c_{t-1} - d_t) / c_{t-1}² for t ≥ 2; at T, c_T = 0 and β'_T = 1
+    prev, d = shifted[:-1], drops[1:]
+    rescaled = torch.cat([betas[:1], d * (2 * prev - d) / prev**2])
+    rescaled[-1] = 1.0  # d_T = c_{T-1} makes this 1 already; set it so no rounding can move it
+    return rescaled
+
+
+def make_schedule(kind: str = "linear", T: int = 1000, zero_terminal_snr: bool = False, **params) -> Schedule:
     """Build one of the named schedules.
 
     Args:
         kind: ``"linear"`` (params ``beta_start=1e-4, beta_end=0.02``), ``"cosine"``
             (``s=0.008, max_beta=0.999``) or ``"sigmoid"`` (``start=-3, end=3, tau=1, max_beta=0.999``).
-        T: number of diffusion steps, at least 1.
+        T: number of diffusion steps, at least 1 (at least 2 with ``zero_terminal_snr``).
+        zero_terminal_snr: rescale the betas with :func:`rescale_zero_terminal_snr`, so that
+            ᾱ_T = 0 (Lin et al. 2024).
         **params: the schedule's own parameters, above.
 
     Raises:
@@ -219,6 +273,8 @@ def make_schedule(kind: str = "linear", T: int = 1000, **params) -> Schedule:
         betas = makers[kind](T, **params)
     except TypeError as err:  # an unexpected keyword argument
         raise ValueError(f"bad parameters for the {kind!r} schedule: {err}") from None
+    if zero_terminal_snr:
+        betas = rescale_zero_terminal_snr(betas)
     return schedule_from_betas(betas, kind=kind)
 
 

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from .losses import check_decoder_data, l_simple, vlb_terms
 from .reverse import VARIANCES
 from .schedules import Schedule, schedule_from_betas
-from .targets import check_target
+from .targets import check_target, check_x0_recoverable
 from .timesteps import ImportanceSampler
 
 LOSSES = ("simple", "vlb")
@@ -158,7 +158,8 @@ def train(
 
     Raises:
         ValueError: for a schedule on another device than the model, labels of wrong shape or
-            outside [0, num_classes], or (``loss="vlb"``) data outside [-1, 1].
+            outside [0, num_classes], or (``loss="vlb"``) data outside [-1, 1] or the ε target on a
+            schedule with zero terminal SNR.
         FloatingPointError: if the loss becomes NaN or infinite, naming the step.
     """
     device = next(model.parameters()).device
@@ -177,6 +178,8 @@ def train(
                          f"got min {int(labels.min())} max {int(labels.max())}")
     if config.loss == "vlb":
         check_decoder_data(data)
+        # the KL at t = T needs x̂_0; L_simple on ε does not, and trains on any schedule
+        check_x0_recoverable(schedule, config.target, schedule.T - 1)
     data = data.to(device, torch.float32)
     if config.channels_last:
         if data.ndim != 4:

@@ -174,8 +174,8 @@ def test_signal_and_noise_scales_are_sqrt_alpha_bar_and_sqrt_one_minus_alpha_bar
 def test_every_coefficient_is_float32_of_shape_T(kind):
     """Coefficients are built in float64 and stored as float32, one value per timestep."""
     s = make_schedule(kind, T=37)
-    tensors = [getattr(s, f.name) for f in dataclasses.fields(s) if f.name != "kind"]
-    assert len(tensors) == 13
+    tensors = [getattr(s, f.name) for f in dataclasses.fields(s) if f.name not in ("kind", "zero_terminal_snr")]
+    assert len(tensors) == 13 and s.zero_terminal_snr is False
     for v in tensors:
         assert v.dtype == torch.float32 and v.shape == (37,)
         assert torch.isfinite(v).all()
@@ -229,7 +229,10 @@ def test_make_schedule_rejects_bad_input_with_a_message(kwargs, message):
     "betas, message",
     [
         ([0.1, 0.0, 0.2], r"open interval \(0, 1\)"),
-        ([0.1, 1.0], r"open interval \(0, 1\)"),
+        ([0.1, 1.5], r"open interval \(0, 1\), the last one in \(0, 1\]"),
+        ([1.0, 0.1], r"beta = 1 is allowed only at the last step .* code index 0 of 2"),
+        ([0.1, 1.0, 0.2], r"beta = 1 is allowed only at the last step .* code index 1 of 3"),
+        ([0.1, 1.0, 1.0], r"beta = 1 is allowed only at the last step .* code index 1 of 3"),
         ([0.1, -0.2], r"open interval \(0, 1\)"),
         ([0.1, float("nan")], "finite"),
         ([0.1, float("inf")], "finite"),
@@ -240,6 +243,24 @@ def test_make_schedule_rejects_bad_input_with_a_message(kwargs, message):
 def test_schedule_from_betas_rejects_betas_outside_open_unit_interval(betas, message):
     with pytest.raises(ValueError, match=message):
         schedule_from_betas(betas)
+
+
+@pytest.mark.parametrize("betas", [[0.1, 1.0], [1.0], [0.1, 0.5, 1.0]])
+def test_schedule_from_betas_accepts_beta_1_at_the_last_step_only_eq_zero_snr(betas):
+    """β_T = 1 (zero terminal SNR): ᾱ_T = 0 exactly and the flag is set; by hand, β̃_T = (1-ᾱ_{T-1}) · 1 / 1 and
+    μ̃_T = √ᾱ_{T-1} x_0 + 0 · x_T; log SNR(T) = -inf and every other coefficient is finite."""
+    s = schedule_from_betas(betas)
+    ab_prev = loop_alpha_bars(betas)[-2] if len(betas) > 1 else 1.0  # ᾱ_{T-1}, ᾱ_0 = 1
+    assert s.zero_terminal_snr and s.alpha_bars[-1].item() == 0.0 and s.snr[-1].item() == 0.0
+    assert s.log_snr[-1].item() == -math.inf and s.sqrt_one_minus_alpha_bars[-1].item() == 1.0
+    assert s.posterior_variance[-1].item() == pytest.approx(1 - ab_prev, rel=1e-7)
+    assert s.posterior_mean_coef_x0[-1].item() == pytest.approx(math.sqrt(ab_prev), rel=1e-7)
+    assert s.posterior_mean_coef_xt[-1].item() == 0.0
+    for f in dataclasses.fields(s):
+        value = getattr(s, f.name)
+        if isinstance(value, torch.Tensor):
+            assert torch.isfinite(value if f.name != "log_snr" else value[:-1]).all(), f.name
+    assert s.to("meta").zero_terminal_snr and not schedule_from_betas([0.1, 0.999]).zero_terminal_snr
 
 
 def test_check_timesteps_accepts_valid_indices():

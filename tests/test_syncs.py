@@ -164,6 +164,7 @@ def test_ddpm_sampling_with_a_callback_on_meta_reads_nothing():
 # --- 2. counted on the CPU, with free_to_read answering as for a GPU ------------------------
 
 SCHEDULE = make_schedule("linear", 20)
+ZERO_SNR = make_schedule("linear", 20, zero_terminal_snr=True)
 CONFIG = dict(batch_size=8, check_every=10**6, amp=False)  # the loss check runs once, at the end
 
 RUNS = {
@@ -178,6 +179,11 @@ RUNS = {
     "ddim": lambda n: ddim_sample(_mlp(), SCHEDULE, (4, 2), steps=n, callback=lambda step: None),
     "ddim-eta-1": lambda n: ddim_sample(_mlp(), SCHEDULE, (4, 2), steps=n, eta=1.0),
     "dpmpp-2m": lambda n: dpmpp_2m_sample(_mlp(), SCHEDULE, (4, 2), steps=n, callback=lambda step: None),
+    # zero terminal SNR: the ε-target check reads Python values once per call, never a tensor per step
+    "ddpm-zero-snr-v": lambda n: ddpm_sample(_mlp(), ZERO_SNR, (4, 2), steps=n, target="v", callback=lambda step: None),
+    "ddim-zero-snr-v": lambda n: ddim_sample(_mlp(), ZERO_SNR, (4, 2), steps=n, target="v", eta=1.0),
+    "dpmpp-2m-zero-snr-v": lambda n: dpmpp_2m_sample(_mlp(), ZERO_SNR, (4, 2), steps=n, target="v",
+                                                    callback=lambda step: None),
     "train-concat-mlp-labels": lambda n: train(_concat(2), SCHEDULE, torch.randn(32), TrainConfig(
         steps=n, p_uncond=0.1, **CONFIG), labels=torch.arange(32) % 2, progress=False),
     "ddpm-guided": lambda n: ddpm_sample(ClassifierFreeGuidance(_concat(2), torch.arange(4) % 2, 3.0), SCHEDULE,
