@@ -80,6 +80,8 @@ CHAPTER_LINKS = {
                 ["equation-kl-weight", "thm-gap-decomposition"]),
     "03_posterior": (["02_elbo.html#equation-reverse-mean-eps", "01_forward_process.html#equation-forward-closed-form"],
                      ["equation-posterior-bayes"]),
+    "04_samplers": (["02_elbo.html#equation-score-eps", "01_forward_process.html#equation-forward-closed-form"],
+                    ["equation-dpm-2m", "equation-ddim-shrink", "equation-pf-ode-lambda"]),
 }
 
 
