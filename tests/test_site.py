@@ -82,6 +82,9 @@ CHAPTER_LINKS = {
                      ["equation-posterior-bayes"]),
     "04_samplers": (["02_elbo.html#equation-score-eps", "01_forward_process.html#equation-forward-closed-form"],
                     ["equation-dpm-2m", "equation-ddim-shrink", "equation-pf-ode-lambda"]),
+    "05_targets": (["02_elbo.html#equation-kl-weight-x0", "00_first_ddpm.html#equation-first-reverse-v",
+                    "03_posterior.html#equation-reverse-mean-x0"],
+                   ["equation-target-weights", "equation-zero-snr", "equation-zero-snr-targets"]),
 }
 
 
