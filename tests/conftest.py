@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from book_build import build_book
 from chromium import CHROMIUM, CHROMIUM_ARGS
@@ -24,6 +25,17 @@ def empty_ddpm_utils_cache(tmp_path_factory):
         os.environ.pop("DDPM_UTILS_CACHE", None)
     else:
         os.environ["DDPM_UTILS_CACHE"] = previous
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Sampler loops on small tensors (a few thousand points, up to 1000 steps) gain nothing from intra-op
+    threads, and on a busy 2-core machine the thread pool makes each step ~10x slower. A module that runs
+    such loops sets ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -26,13 +26,7 @@ BOOK = make_schedule()  # linear, T = 1000
 NS = [20, 40, 80, 160]  # step counts of the convergence tests
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors on a busy 2-core machine: intra-op threads only slow each step down."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def scales(schedule):

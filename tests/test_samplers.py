@@ -24,14 +24,7 @@ from ddpm_utils import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The samplers run 1000 steps on 20k-element tensors: too small to gain from intra-op
-    threads, and on a busy 2-core machine the thread pool makes each step ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def two_mode_mixture():

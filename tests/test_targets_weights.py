@@ -48,13 +48,7 @@ MIX_MEAN = 0.3 * -1 + 0.7 * 1  # 0.4
 MIX_VAR = 0.3 * (0.15**2 + 1) + 0.7 * (0.25**2 + 1) - MIX_MEAN**2  # 0.8905
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors on a busy 2-core machine: intra-op threads only slow each step down."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
