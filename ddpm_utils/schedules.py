@@ -75,19 +75,9 @@ class Schedule:
         )
 
 
-def schedule_from_betas(betas: Tensor | list[float], kind: str = "custom") -> Schedule:
-    """Build a :class:`Schedule` from explicit betas ``(β_1, …, β_T)``.
-
-    Every coefficient is computed in float64 and then stored as float32.
-
-    The last beta may be exactly 1 (zero terminal SNR, Lin et al. 2024): then ᾱ_T = 0,
-    ``sqrt_alpha_bars[-1] = snr[-1] = 0``, ``log_snr[-1] = -inf`` and ``zero_terminal_snr`` is set;
-    every other coefficient stays finite (at T: β̃_T = 1-ᾱ_{T-1}, μ̃_T = √ᾱ_{T-1} x_0 + 0 · x_T).
-
-    Raises:
-        ValueError: if the betas are not a non-empty 1-D sequence of finite numbers in (0, 1),
-            the last one in (0, 1].
-    """
+def _checked_betas(betas: Tensor | list[float]) -> Tensor:
+    """``betas`` as a float64 CPU tensor, or a ValueError unless they are a non-empty 1-D sequence of finite
+    numbers in (0, 1), the last one in (0, 1] (zero terminal SNR)."""
     betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
     if betas.ndim != 1 or betas.numel() < 1:
         raise ValueError(f"betas must be a non-empty 1-D sequence, got shape {tuple(betas.shape)}")
@@ -105,7 +95,23 @@ def schedule_from_betas(betas: Tensor | list[float], kind: str = "custom") -> Sc
             f"every beta must lie in the open interval (0, 1), the last one in (0, 1]; got {bad.numel()} "
             f"outside it, e.g. {bad[0].item():.6g}"
         )
+    return betas
 
+
+def schedule_from_betas(betas: Tensor | list[float], kind: str = "custom") -> Schedule:
+    """Build a :class:`Schedule` from explicit betas ``(β_1, …, β_T)``.
+
+    Every coefficient is computed in float64 and then stored as float32.
+
+    The last beta may be exactly 1 (zero terminal SNR, Lin et al. 2024): then ᾱ_T = 0,
+    ``sqrt_alpha_bars[-1] = snr[-1] = 0``, ``log_snr[-1] = -inf`` and ``zero_terminal_snr`` is set;
+    every other coefficient stays finite (at T: β̃_T = 1-ᾱ_{T-1}, μ̃_T = √ᾱ_{T-1} x_0 + 0 · x_T).
+
+    Raises:
+        ValueError: if the betas are not a non-empty 1-D sequence of finite numbers in (0, 1),
+            the last one in (0, 1].
+    """
+    betas = _checked_betas(betas)
     alphas = 1.0 - betas
     # ᾱ_t as exp of a cumulative sum of logs: the same number as cumprod, without
     # accumulating rounding over a thousand multiplications. With β_T = 1, log ᾱ_T = -inf and ᾱ_T = 0.
@@ -231,8 +237,7 @@ def rescale_zero_terminal_snr(betas: Tensor | list[float]) -> Tensor:
         ValueError: for fewer than 2 betas (one step cannot keep ᾱ_1 and reach ᾱ_T = 0), or betas
             that :func:`schedule_from_betas` would refuse.
     """
-    betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
-    schedule_from_betas(betas)  # refuses what it would refuse, with its messages
+    betas = _checked_betas(betas)  # refuses what schedule_from_betas would, with its messages
     if len(betas) < 2:
         raise ValueError("zero terminal SNR needs T >= 2: a single step cannot keep ᾱ_1 and reach ᾱ_T = 0")
     zero = torch.zeros(1, dtype=torch.float64)
