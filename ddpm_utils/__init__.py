@@ -42,7 +42,7 @@ from .losses import (
     vlb_stratified,
     vlb_terms,
 )
-from .guidance import ClassifierFreeGuidance
+from .guidance import ClassifierFreeGuidance, guidance_weight, guided
 from .oracle import GaussianBound, LabelledMixtureOracle, MixtureOracle, gaussian_data_bound
 from .posterior import Posterior, q_posterior
 from .reverse import ReverseStep, interpolated_log_variance, p_mean_variance, reverse_variance

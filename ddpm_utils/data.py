@@ -51,6 +51,20 @@ def mixture_1d() -> GaussianMixture:
     )
 
 
+def classes_1d() -> GaussianMixture:
+    """Three overlapping classes in 1-D: N(-1, 0.4²), N(0, 0.4²), N(1, 0.4²), equal weights.
+
+    Chapter 6's toy for guidance: the classes overlap (the Bayes classifier names about 80 % of the
+    middle class and 90 % of each outer one correctly), so a guided sampler has something to
+    sharpen, and every conditional and unconditional ε* is exact. Samples have shape ``(n, 1)``.
+    """
+    return GaussianMixture(
+        weights=torch.full((3,), 1 / 3),
+        means=torch.tensor([[-1.0], [0.0], [1.0]]),
+        stds=torch.full((3, 1), 0.4),
+    )
+
+
 def mixture_2d(n_modes: int = 8, radius: float = 1.0, std: float = 0.08) -> GaussianMixture:
     """The book's 2-D mixture: 8 equally weighted Gaussians (std 0.08) on a circle of radius 1.
 

@@ -3,12 +3,17 @@
 Every sampler has one signature, and :data:`SAMPLERS` lists them by name::
 
     sampler(model, schedule, shape_or_xT, *, steps=…, spacing=None, target="eps", clip_x0=False,
-            generator=None, callback=None, progress=False, <its own options>) -> x_0
+            generator=None, callback=None, progress=False, labels=None, w=None, guidance_scale=None,
+            <its own options>) -> x_0
 
 Everything after ``shape_or_xT`` is keyword-only. ``shape_or_xT`` is either the shape of the batch
 to draw (x_T ~ N(0, I) is drawn from ``generator`` on the schedule's device) or x_T itself.
 ``model`` is any callable ``model(xt, t)``: a network, an oracle, or a wrapper such as
-:class:`~ddpm_utils.guidance.ClassifierFreeGuidance`. ``callback(step)`` is called once per visited
+:class:`~ddpm_utils.guidance.ClassifierFreeGuidance`. A class-conditional ``model(xt, t, y)`` is
+sampled with ``labels`` (an int or shape ``(B,)``) and, for classifier-free guidance, a strength in
+either convention: Ho & Salimans' ``w`` (0 = no guidance) or ``guidance_scale`` s = 1 + w (1 = no
+guidance, as in diffusers); each step then makes one network call on a batch of 2B
+(:func:`~ddpm_utils.guidance.guided`). ``callback(step)`` is called once per visited
 step, before the step is taken, with one :class:`SamplerStep`; read its fields by name, as later
 versions may add fields. DDPM's own option is ``variance``, DDIM's is ``eta``; DPM-Solver++(2M)
 has none.
@@ -29,6 +34,7 @@ from typing import Callable, Literal, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
+from .guidance import guided
 from .reverse import VARIANCES, Model, Variance, p_mean_variance
 from .schedules import Schedule, schedule_from_betas
 from .targets import Target, check_target, check_x0_recoverable, split_prediction
@@ -129,6 +135,8 @@ class RespacedModel:
 def _start(schedule: Schedule, model: Model, shape_or_xT, generator) -> Tensor:
     """x_T: the given tensor, or a draw of the given shape; both on the schedule's device, as the model."""
     device = schedule.device
+    while not isinstance(model, torch.nn.Module) and hasattr(model, "model"):  # through guidance wrappers
+        model = model.model
     if isinstance(model, torch.nn.Module):
         param = next(model.parameters(), None)
         if param is not None and param.device != device:
@@ -161,6 +169,9 @@ def ddpm_sample(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     progress: bool = False,
+    labels: Tensor | int | None = None,
+    w: float | None = None,
+    guidance_scale: float | None = None,
     variance: Variance = "beta_tilde",
 ) -> Tensor:
     """Ancestral sampling, Ho et al. Algorithm 2.
@@ -173,6 +184,7 @@ def ddpm_sample(
     :func:`~ddpm_utils.reverse.reverse_variance`.
     """
     check_target(target)
+    model = guided(model, labels, w, guidance_scale)
     if variance not in VARIANCES:
         raise ValueError(f"unknown reverse variance {variance!r}; expected one of {VARIANCES}")
     ts = timestep_subsequence(schedule.T, steps, spacing)  # (n,) on the CPU
@@ -212,6 +224,9 @@ def ddim_sample(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     progress: bool = False,
+    labels: Tensor | int | None = None,
+    w: float | None = None,
+    guidance_scale: float | None = None,
     eta: float = 0.0,
 ) -> Tensor:
     """DDIM (Song et al. 2021, Eq. 12) on a subsequence of ``steps`` timesteps.
@@ -222,6 +237,7 @@ def ddim_sample(
     :func:`timestep_subsequence` (default "linspace").
     """
     check_target(target)
+    model = guided(model, labels, w, guidance_scale)
     if not eta >= 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
     ts = timestep_subsequence(schedule.T, steps, spacing)
@@ -263,6 +279,9 @@ def dpmpp_2m_sample(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     progress: bool = False,
+    labels: Tensor | int | None = None,
+    w: float | None = None,
+    guidance_scale: float | None = None,
 ) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): a second-order multistep solver of the
     probability-flow ODE in log-SNR time λ = log(a/s), with a = √ᾱ, s = √(1-ᾱ) (Lu et al.'s α, σ),
@@ -285,6 +304,7 @@ def dpmpp_2m_sample(
     with the exact ε* this more than doubles the variance of 10-step samples (book chapter 4).
     """
     check_target(target)
+    model = guided(model, labels, w, guidance_scale)
     if spacing is None and isinstance(steps, int):
         spacing = "trailing"
     ts = timestep_subsequence(schedule.T, steps, spacing)

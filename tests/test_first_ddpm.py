@@ -237,7 +237,7 @@ def test_guiding_v_outputs_then_converting_is_guiding_eps():
 def test_guidance_rejects_bad_scales_labels_and_unconditional_models():
     conditional = ConcatMLP(ConcatMLPConfig(num_classes=2))
     for w in (-0.5, math.nan, math.inf):
-        with pytest.raises(ValueError, match="guidance scale"):
+        with pytest.raises(ValueError, match="guidance weight w"):
             du.ClassifierFreeGuidance(conditional, 0, w)
     with pytest.raises(ValueError, match="null label"):
         du.ClassifierFreeGuidance(conditional, 2, 1.0)
