@@ -85,6 +85,8 @@ CHAPTER_LINKS = {
     "05_targets": (["02_elbo.html#equation-kl-weight-x0", "00_first_ddpm.html#equation-first-reverse-v",
                     "03_posterior.html#equation-reverse-mean-x0"],
                    ["equation-target-weights", "equation-zero-snr", "equation-zero-snr-targets"]),
+    "06_guidance": (["02_elbo.html#equation-score-eps"],
+                    ["equation-cfg-gauss", "equation-cfg-tilt", "equation-cfg-noised-tilt"]),
 }
 
 
