@@ -6,7 +6,8 @@ v, the table of converters between them and the weights between their errors), `
 (p_θ(x_{t-1} | x_t)), ``losses`` (L_simple and the bound in bits/dim), ``timesteps`` (uniform and
 importance-sampled t), ``samplers`` (DDPM, DDIM, DPM-Solver++(2M), one signature, listed in
 ``SAMPLERS``), ``guidance`` (classifier-free guidance), ``distributions`` (Gaussian mixtures),
-``oracle`` (the exact predictor for them), ``models``, ``training``, ``data`` (the book's data sets),
+``oracle`` (the exact predictor for them), ``models``, ``training``, ``recipe`` (``plan_run``: from a data
+set and a budget to a training and sampling plan), ``data`` (the book's data sets),
 ``metrics`` (a package: ``distances`` between sample sets, the MNIST ``classifier`` and the
 ``frechet`` distance), ``run`` (run presets), ``plotting``, and the schedule explorers ``widgets``
 (ipywidgets, needs a kernel) and ``static_explorer`` (HTML and JavaScript, for the website).
@@ -45,6 +46,7 @@ from .losses import (
 from .guidance import ClassifierFreeGuidance, guidance_weight, guided
 from .oracle import GaussianBound, LabelledMixtureOracle, MixtureOracle, gaussian_data_bound
 from .posterior import Posterior, q_posterior
+from .recipe import RunPlan, plan_run
 from .reverse import ReverseStep, interpolated_log_variance, p_mean_variance, reverse_variance
 from .samplers import SAMPLERS, SamplerStep, ddim_sample, ddpm_sample, dpmpp_2m_sample, respace, timestep_subsequence
 from .schedules import (
