@@ -11,7 +11,6 @@ channels, and enough budget for a run that learns something.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import torch
@@ -117,6 +116,9 @@ def _check(num_images, image_shape, budget_hours, conditional, num_classes):
                          "latent diffusion model on an autoencoder's latents instead (recipe page, 'Where to go next')")
     if h < 8 or h % 4:
         raise ValueError(f"the side must be a multiple of 4 and at least 8 (the UNet halves it twice), got {h}")
+    if h > 32 and h % 8:
+        raise ValueError(f"above 32 pixels the side must be a multiple of 8 (the planned UNet halves it three times), "
+                         f"got {h}")
     if not (isinstance(budget_hours, (int, float)) and math.isfinite(budget_hours) and budget_hours > 0):
         raise ValueError(f"budget_hours must be a positive number of hours, got {budget_hours!r}")
     if conditional and (num_classes is None or num_classes < 2):

@@ -63,6 +63,7 @@ def test_a_64_pixel_plan_uses_the_cosine_schedule_and_a_deeper_unet():
     ((4000, (1, 28, 32), 1.0), {}, "square images"),
     ((4000, (3, 128, 128), 1.0), {}, "latent diffusion"),
     ((4000, (1, 30, 30), 1.0), {}, "multiple of 4"),
+    ((4000, (1, 36, 36), 1.0), {}, "multiple of 8"),
     ((4000, (1, 28, 28), 0.0), {}, "budget_hours"),
     ((4000, (1, 28, 28), math.nan), {}, "budget_hours"),
     ((4000, (1, 28, 28), 1.0), {"conditional": True}, "num_classes ≥ 2"),
