@@ -45,6 +45,7 @@ TEST_FILE_MARKERS = {
     "tests/test_first_ddpm.py": "math",
     "tests/test_guidance.py": "math",
     "tests/test_recipe.py": "math",
+    "tests/test_precision.py": "math",
     "tests/test_data.py": "math",
     "tests/test_metrics.py": "math",
     "tests/test_run.py": "math",

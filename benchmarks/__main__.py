@@ -34,8 +34,12 @@ def machine(device: torch.device) -> dict:
             memory_gib = int(f.readline().split()[1]) / 2**20
     except OSError:
         memory_gib = float("nan")
+    from ddpm_utils.precision import candidates, cpu_has_native_bf16
+
     return {
         "device": describe_device(device),
+        "bf16_instructions": cpu_has_native_bf16(),  # AVX512-BF16 or AMX: needed for fast bf16, not sufficient
+        "precision_candidates": list(candidates(device)),
         "cpu_count": os.cpu_count(),
         "memory_gib": memory_gib,
         "platform": f"{platform.system()} {platform.machine()}",

@@ -23,7 +23,10 @@ from torch import nn
 import ddpm_utils as du
 from ddpm_utils.data import ImageData, load_mnist
 from ddpm_utils.models import UNet, UNetConfig, count_parameters
-from ddpm_utils.training import TrainConfig, cpu_has_native_bf16, load_checkpoint, save_checkpoint, train
+from ddpm_utils.precision import autocast as precision_autocast
+from ddpm_utils.precision import candidates, resolve
+from ddpm_utils.samplers import SAMPLERS
+from ddpm_utils.training import TrainConfig, load_checkpoint, save_checkpoint, train
 
 from .presets import PRESETS, Preset, Variant
 from .textbook import MnistDigits, textbook_transform, to_uint8, train_textbook
@@ -109,22 +112,44 @@ def _mnist(split: str, image_size: int = 28) -> ImageData:
     return load_mnist(split, image_size=image_size, verbose=False)
 
 
-def _train_config(preset: Preset, variant: Variant, steps: int, **overrides) -> TrainConfig:
-    check_every = math.gcd(preset.warmup_steps, preset.timed_steps)  # marks at the warm-up's end and the end
-    fields = dict(steps=steps, batch_size=preset.batch_size, amp=variant.bf16, cpu_bf16=variant.bf16,
+def _warmup(preset: Preset, variant: Variant, device: torch.device) -> int:
+    """Steps before the first timed window: the preset's warm-up, plus the trial of precision="auto"."""
+    if variant.precision != "auto":
+        return preset.warmup_steps
+    trial = len(candidates(device)) * (1 + TrainConfig().auto_trial_steps) if len(candidates(device)) > 1 else 0
+    return preset.warmup_steps + trial
+
+
+def _train_config(preset: Preset, variant: Variant, steps: int, warmup: int, **overrides) -> TrainConfig:
+    check_every = math.gcd(warmup, preset.timed_steps)  # marks at the warm-up's end and every window's end
+    fields = dict(steps=steps, batch_size=preset.batch_size, precision=variant.precision,
                   channels_last=variant.channels_last, compile=variant.compile, check_every=check_every)
     fields.update(overrides)
     return TrainConfig(**fields)
 
 
-def _throughput(preset: Preset, seconds: float) -> dict:
-    """Images/s and ms/step from the wall time of the timed steps."""
+def _throughput(preset: Preset, window_seconds: list[float], batch_size: int | None = None) -> dict:
+    """Images/s and ms/step of each timed window, and their median, min and max."""
+    batch = batch_size or preset.batch_size
+    per_window = [batch * preset.timed_steps / s for s in window_seconds]
+    ms = [1000 * s / preset.timed_steps for s in window_seconds]
     return {
         "timed_steps": preset.timed_steps,
-        "seconds": seconds,
-        "ms_per_step": 1000 * seconds / preset.timed_steps,
-        "images_per_s": preset.batch_size * preset.timed_steps / seconds,
+        "repeats": len(window_seconds),
+        "window_seconds": window_seconds,
+        "ms_per_step": statistics.median(ms),
+        "ms_per_step_min": min(ms),
+        "ms_per_step_max": max(ms),
+        "images_per_s": statistics.median(per_window),
+        "images_per_s_min": min(per_window),
+        "images_per_s_max": max(per_window),
     }
+
+
+def _windows(clock: dict[int, float], warmup: int, preset: Preset) -> list[float]:
+    """Seconds of each timed window from the clock at step counts (steps done → seconds)."""
+    ends = [warmup + k * preset.timed_steps for k in range(preset.repeats + 1)]
+    return [clock[b] - clock[a] for a, b in zip(ends, ends[1:])]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,13 +165,13 @@ def train_textbook_case(preset: Preset, workdir: Path, device: torch.device, mod
     baseline = _rss_mb()
     model = _build(model_kind, preset.train_model, device)
     schedule = du.make_schedule("linear", SCHEDULE_T)
-    steps = preset.warmup_steps + preset.timed_steps
+    steps = preset.warmup_steps + preset.repeats * preset.timed_steps
     clock = train_textbook(model, schedule, dataset, preset.batch_size, steps, resident=resident)
     return {
         "model": model_kind,
         "parameters": count_parameters(model),
         "data_source": data.source,
-        **_throughput(preset, clock[-1] - clock[preset.warmup_steps - 1]),
+        **_throughput(preset, _windows({i + 1: c for i, c in enumerate(clock)}, preset.warmup_steps, preset)),
         **memory_report(device, baseline),
     }
 
@@ -154,25 +179,32 @@ def train_textbook_case(preset: Preset, workdir: Path, device: torch.device, mod
 def train_package_case(preset: Preset, workdir: Path, device: torch.device, variant: Variant,
                        model_kind: str = "package") -> dict:
     """The package's ``train`` on MNIST padded to 32×32 once and kept on the device."""
-    if variant.bf16 and device.type == "cpu" and not cpu_has_native_bf16():
-        return {"skipped": "this CPU has no native bf16 (AVX512-BF16 or AMX)"}
+    if variant.precision in ("bf16", "fp16"):
+        try:
+            if resolve(variant.precision, device)[0] != variant.precision:
+                return {"skipped": "this CPU has no bf16 instructions (AVX512-BF16 or AMX)"}
+        except ValueError as error:
+            return {"skipped": str(error)}
     if preset.train_model.image_size != 32:
         raise ValueError("the training benchmark's model must take 32×32 images")
     data = _mnist("train", image_size=32)
     baseline = _rss_mb()
     model = _build(model_kind, preset.train_model, device)
     schedule = du.make_schedule("linear", SCHEDULE_T).to(device)
-    steps = preset.warmup_steps + preset.timed_steps
-    config = _train_config(preset, variant, steps)
+    warmup = _warmup(preset, variant, device)
+    steps = warmup + preset.repeats * preset.timed_steps
+    config = _train_config(preset, variant, steps, warmup)
     result = train(model, schedule, data.images, config, progress=False)
     marks = dict(result.timeline)
     return {
         "model": model_kind,
         "variant": variant.name,
+        "precision": result.precision,
+        "precision_note": result.precision_note,
         "parameters": count_parameters(model),
         "data_source": data.source,
-        "first_steps_seconds": marks[preset.warmup_steps],  # warm-up, compilation included
-        **_throughput(preset, marks[steps] - marks[preset.warmup_steps]),
+        "first_steps_seconds": marks[warmup],  # warm-up (and the "auto" trial), compilation included
+        **_throughput(preset, _windows(marks, warmup, preset)),
         **memory_report(device, baseline),
     }
 
@@ -198,22 +230,29 @@ def flops_case(preset: Preset, workdir: Path, device: torch.device) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def sample_train_case(preset: Preset, workdir: Path, device: torch.device) -> dict:
-    """Train the sampling model with the recommended step and save its EMA weights in ``workdir``."""
-    variant = next(v for v in preset.variants if v.name == preset.recommended)
+def _train_sampling_model(preset: Preset, device: torch.device, variant: Variant, steps: int):
+    """The sampling model trained with ``variant``'s step for ``steps`` steps: (TrainResult, config, data)."""
     data = _mnist("train", image_size=preset.sample_model.image_size)
     torch.manual_seed(0)
     model = UNet(preset.sample_model).to(device)
     schedule = du.make_schedule("linear", SCHEDULE_T).to(device)
-    config = _train_config(preset, variant, preset.sample_train_steps, batch_size=preset.sample_train_batch,
+    config = _train_config(preset, variant, steps, 0, batch_size=preset.sample_train_batch,
                            lr=preset.sample_lr, warmup_steps=preset.sample_warmup, ema_decay=preset.sample_ema,
-                           check_every=min(50, preset.sample_train_steps))
-    result = train(model, schedule, data.images, config, progress=False)
+                           check_every=min(50, steps))
+    return train(model, schedule, data.images, config, progress=False), schedule, config, data
+
+
+def sample_train_case(preset: Preset, workdir: Path, device: torch.device) -> dict:
+    """Train the sampling model with the recommended step and save its EMA weights in ``workdir``."""
+    variant = next(v for v in preset.variants if v.name == preset.recommended)
+    result, schedule, config, data = _train_sampling_model(preset, device, variant, preset.sample_train_steps)
     save_checkpoint(workdir / "sampler.pt", result.ema_model, schedule, config)
     tail = result.losses[-max(1, len(result.losses) // 10):]
     return {
         "variant": variant.name,
-        "parameters": count_parameters(model),
+        "precision": result.precision,
+        "precision_note": result.precision_note,
+        "parameters": count_parameters(result.model),
         "data_source": data.source,
         "steps": config.steps,
         "batch_size": config.batch_size,
@@ -222,13 +261,30 @@ def sample_train_case(preset: Preset, workdir: Path, device: torch.device) -> di
     }
 
 
-@torch.no_grad()
-def sample_case(preset: Preset, workdir: Path, device: torch.device, kind: str, steps: int) -> dict:
-    """Time ``sample_batches`` calls of a sampler on ``sample_batch`` images; Fréchet distance of all."""
-    from ddpm_utils.metrics import load_classifier, mnist_quality
+def _judge(device: torch.device):
+    from ddpm_utils.metrics import load_classifier
 
     train_digits, test_digits = _mnist("train"), _mnist("test")
-    classifier = load_classifier(device, data=(train_digits, test_digits), verbose=False)
+    return load_classifier(device, data=(train_digits, test_digits), verbose=False), train_digits, test_digits
+
+
+def _quality(classifier, samples: torch.Tensor, train_digits, test_digits):
+    from ddpm_utils.metrics import mnist_quality
+
+    if samples.shape[-1] == 32:
+        samples = samples[..., 2:-2, 2:-2]  # the classifier reads 28×28: drop the padding
+    return mnist_quality(classifier, samples, test_digits, train_digits, generator=torch.Generator().manual_seed(0))
+
+
+def sample_case(preset: Preset, workdir: Path, device: torch.device, kind: str, steps: int,
+                precision: str | None = None) -> dict:
+    """Time ``sample_batches`` calls of a sampler on ``sample_batch`` images; Fréchet distance of all.
+
+    The sampler runs in ``precision`` (the preset's ``sample_precision`` by default) under
+    ``torch.inference_mode``, as every sampler of the package does.
+    """
+    precision = precision or preset.sample_precision
+    classifier, train_digits, test_digits = _judge(device)
     baseline = _rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -236,34 +292,43 @@ def sample_case(preset: Preset, workdir: Path, device: torch.device, kind: str, 
     schedule = load_checkpoint(workdir / "sampler.pt", model)
     c = preset.sample_model
     shape = (preset.sample_batch, c.in_channels, c.image_size, c.image_size)
-    model(torch.zeros(shape, device=device), torch.zeros(shape[0], dtype=torch.long, device=device))  # warm-up
-
+    with torch.inference_mode():  # warm-up
+        model(torch.zeros(shape, device=device), torch.zeros(shape[0], dtype=torch.long, device=device))
+    sampler = SAMPLERS[kind]
+    options = dict(steps=None if kind == "ddpm" and steps == schedule.T else steps, clip_x0=True,
+                   precision=precision)
+    if kind == "ddim":
+        options["eta"] = 0.0
+    chosen = []
     seconds, batches = [], []
     for b in range(preset.sample_batches):
         gen = torch.Generator(device).manual_seed(b)  # the same x_T and noise for every sampler
         xT = torch.randn(shape, generator=gen, device=device)
         _sync(device)
         start = time.perf_counter()
-        if kind == "ddpm":
-            x0 = du.ddpm_sample(model, schedule, xT, clip_x0=True, generator=gen,
-                                steps=None if steps == schedule.T else steps)
-        else:
-            x0 = du.ddim_sample(model, schedule, xT, steps=steps, eta=0.0, clip_x0=True, generator=gen)
+        x0 = sampler(model, schedule, xT, generator=gen, **options)
         _sync(device)
         seconds.append(time.perf_counter() - start)
         batches.append(x0.clamp(-1, 1).cpu())
-    samples = torch.cat(batches)
-    if c.image_size == 32:
-        samples = samples[..., 2:-2, 2:-2]  # the classifier reads 28×28: drop the padding
-    quality = mnist_quality(classifier, samples, test_digits, train_digits,
-                            generator=torch.Generator().manual_seed(0))
+    if precision == "auto":  # what "auto" picks for this model and batch, timed once more outside the clock
+        from ddpm_utils.precision import sampling_precision
+
+        with torch.inference_mode():
+            chosen.append(sampling_precision(model, "auto", xT, schedule.T - 1)[1])
+    quality = _quality(classifier, torch.cat(batches), train_digits, test_digits)
     mean = statistics.fmean(seconds)
     return {
         "sampler": kind,
         "steps": steps,
+        "precision": precision,
+        "chosen": chosen[0].precision if chosen else resolve(precision, device)[0],
+        "chosen_note": str(chosen[0]) if chosen else "",
         "batch": preset.sample_batch,
         "seconds_per_batch": seconds,
         "mean_seconds": mean,
+        "median_seconds": statistics.median(seconds),
+        "min_seconds": min(seconds),
+        "max_seconds": max(seconds),
         "std_seconds": statistics.stdev(seconds) if len(seconds) > 1 else 0.0,
         "ms_per_step": 1000 * mean / steps,
         "frechet": quality.frechet,
@@ -273,6 +338,116 @@ def sample_case(preset: Preset, workdir: Path, device: torch.device, kind: str, 
         "data_source": test_digits.source,
         **memory_report(device, baseline),
     }
+
+
+def quality_case(preset: Preset, workdir: Path, device: torch.device, precision: str) -> dict:
+    """The sampling model trained ``quality_steps`` steps in ``precision``: its loss and its samples' Fréchet
+    distance (DDIM-50 in float32, the same x_T for every precision), so that a faster precision cannot
+    change quality silently."""
+    variant = Variant(precision, precision, precision=precision)
+    try:
+        if resolve(precision, device)[0] != precision:
+            return {"skipped": f"{precision} runs as float32 here"}
+    except ValueError as error:
+        return {"skipped": str(error)}
+    result, schedule, config, data = _train_sampling_model(preset, device, variant, preset.quality_steps)
+    classifier, train_digits, test_digits = _judge(device)
+    c = preset.sample_model
+    xT = torch.randn((preset.quality_images, c.in_channels, c.image_size, c.image_size),
+                     generator=torch.Generator().manual_seed(0)).to(device)
+    samples = du.ddim_sample(result.ema_model.eval(), schedule, xT, steps=50, clip_x0=True).clamp(-1, 1).cpu()
+    quality = _quality(classifier, samples, train_digits, test_digits)
+    tail = result.losses[-max(1, len(result.losses) // 10):]
+    return {
+        "precision": result.precision,
+        "steps": config.steps,
+        "batch_size": config.batch_size,
+        "seconds": result.seconds,
+        "final_loss": float(tail.mean()),
+        "final_loss_sd": float(tail.std()) if len(tail) > 1 else 0.0,
+        "frechet": quality.frechet,
+        "floor": quality.floor,
+        "n": quality.n,
+        "data_source": data.source,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the time goes: a profile of one training step, against this machine's matrix-product ceiling
+# ---------------------------------------------------------------------------------------------
+
+
+def matmul_ceiling(n: int, dtype: torch.dtype, device: torch.device, repeats: int = 5) -> float:
+    """FLOP/s of an n × n matrix product in ``dtype`` (median of ``repeats`` after a warm-up)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times)
+
+
+def profile_case(preset: Preset, workdir: Path, device: torch.device) -> dict:
+    """torch.profiler on one training step (forward, backward, AdamW) of the training model, fp32 and bf16.
+
+    Reports the operators with the most self time, the step's time and FLOP/s, and the ceiling of
+    an n × n matrix product in the same precision, measured in the same run.
+    """
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    c = preset.train_model
+    out = {"batch": preset.profile_batch, "ceilings": {}, "steps": {}}
+    for name in ("fp32", "bf16"):
+        if resolve(name, device)[0] != name:
+            out["steps"][name] = {"skipped": "no bf16 instructions"}
+            continue
+        dtype = torch.float32 if name == "fp32" else torch.bfloat16
+        out["ceilings"][name] = matmul_ceiling(preset.matmul_size, dtype, device)
+        model = _build("package", c, device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        xt = torch.randn(preset.profile_batch, c.in_channels, c.image_size, c.image_size, device=device)
+        t = torch.randint(0, SCHEDULE_T, (preset.profile_batch,), device=device)
+        autocast = precision_autocast(device, name)
+
+        def step():
+            with autocast:
+                loss = (model(xt, t).float() - xt).square().mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        with FlopCounterMode(display=False) as counter:
+            step()
+        flops = counter.get_total_flops()
+        step()  # warm-up
+        _sync(device)
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        seconds = time.perf_counter() - start
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=activities) as prof:
+            step()
+            _sync(device)
+        events = prof.key_averages()
+        key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        total = sum(getattr(e, key) for e in events)
+        top = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:10]
+        out["steps"][name] = {
+            "seconds": seconds,
+            "flops": flops,
+            "flops_per_s": flops / seconds,
+            "share_of_ceiling": flops / seconds / out["ceilings"][name],
+            "top": [{"op": e.key, "self_ms": getattr(e, key) / 1000, "share": getattr(e, key) / total,
+                     "calls": e.count} for e in top],
+        }
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,6 +499,11 @@ def case_table(preset: Preset) -> dict:
     cases["sample/train"] = sample_train_case
     for kind, steps in preset.samplers:
         cases[f"sample/{kind}-{steps}"] = lambda p, w, d, k=kind, s=steps: sample_case(p, w, d, k, s)
+    for precision in preset.compared_precisions:
+        cases[f"sample/ddim-50@{precision}"] = lambda p, w, d, q=precision: sample_case(p, w, d, "ddim", 50, q)
+    for precision in preset.compared_precisions:
+        cases[f"quality/{precision}"] = lambda p, w, d, q=precision: quality_case(p, w, d, q)
+    cases["profile"] = profile_case
     return cases
 
 

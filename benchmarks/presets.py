@@ -16,26 +16,30 @@ class Variant:
 
     name: str  # short key, used in the JSON
     label: str  # what the row says
-    bf16: bool = False  # bf16 autocast (CUDA: TrainConfig.amp; CPU: TrainConfig.cpu_bf16)
+    precision: str = "fp32"  # TrainConfig.precision: "fp32", "bf16", "fp16" (CUDA) or "auto"
     channels_last: bool = False  # TrainConfig.channels_last
     compile: bool = False  # TrainConfig.compile
 
 
 FP32 = Variant("fp32", "package step, fp32")
-BF16 = Variant("bf16", "package step, bf16 autocast", bf16=True)
+BF16 = Variant("bf16", "package step, bf16 autocast", precision="bf16")
+AUTO = Variant("auto", 'package step, precision="auto"', precision="auto")
 CPU_VARIANTS = (
     FP32,
     Variant("fp32-cl", "package step, fp32, channels_last", channels_last=True),
     BF16,
-    Variant("bf16-cl", "package step, bf16 autocast, channels_last", bf16=True, channels_last=True),
-    Variant("bf16-compile", "package step, bf16 autocast, torch.compile", bf16=True, compile=True),
+    Variant("bf16-cl", "package step, bf16 autocast, channels_last", precision="bf16", channels_last=True),
+    Variant("bf16-compile", "package step, bf16 autocast, torch.compile", precision="bf16", compile=True),
+    AUTO,
 )
 GPU_VARIANTS = (
     FP32,
+    Variant("fp16", "package step, fp16 autocast + GradScaler (forced, as on a T4)", precision="fp16"),
     BF16,
-    Variant("bf16-cl", "package step, bf16 autocast, channels_last", bf16=True, channels_last=True),
-    Variant("bf16-cl-compile", "package step, bf16, channels_last, torch.compile", bf16=True, channels_last=True,
-            compile=True),
+    Variant("bf16-cl", "package step, bf16 autocast, channels_last", precision="bf16", channels_last=True),
+    Variant("bf16-cl-compile", "package step, bf16, channels_last, torch.compile", precision="bf16",
+            channels_last=True, compile=True),
+    AUTO,
 )
 
 
@@ -48,9 +52,10 @@ class Preset:
     train_model: UNetConfig = UNET_4M  # the model every training row trains
     batch_size: int = 128  # images per step, every row
     warmup_steps: int = 2  # steps run before timing (DataLoader start-up, allocator, compilation)
-    timed_steps: int = 10  # steps timed after the warm-up
+    timed_steps: int = 4  # steps in one timed window
+    repeats: int = 3  # timed windows per row, one after another: the row gives their median and min–max
     variants: tuple[Variant, ...] = CPU_VARIANTS  # ablation rows of the package step
-    recommended: str = "bf16"  # the variant this machine should use: the headline row
+    recommended: str = "auto"  # the variant a reader gets by default: the headline row
     # 2. sampling: a model trained here with the recommended step, then DDPM-1000 vs DDIM
     sample_model: UNetConfig = UNetConfig(image_size=28, base_channels=16, channel_mults=(1, 2, 2),
                                           num_res_blocks=1, attention=False)
@@ -59,7 +64,13 @@ class Preset:
     sample_lr: float = 1e-3  # its learning rate
     sample_warmup: int = 100  # its warm-up steps
     sample_ema: float = 0.999  # its EMA decay
-    samplers: tuple[tuple[str, int], ...] = (("ddpm", 1000), ("ddim", 50), ("ddim", 20))  # (kind, steps)
+    samplers: tuple[tuple[str, int], ...] = (("ddpm", 1000), ("ddim", 50), ("ddim", 20), ("dpmpp_2m", 20))
+    sample_precision: str = "auto"  # precision of the sampler rows; DDIM-50 is also run in each of the next
+    compared_precisions: tuple[str, ...] = ("fp32", "bf16")
+    quality_steps: int = 1500  # fp32 against bf16 at equal steps: training steps of the sampling model
+    quality_images: int = 256  # DDIM-50 samples (fp32 sampling) per trained model for the Fréchet distance
+    profile_batch: int = 128  # the profiled training step of train_model
+    matmul_size: int = 2048  # the n × n matrix product that measures this machine's ceiling
     sample_batch: int = 64  # images per timed sampling call
     sample_batches: int = 4  # calls per sampler; the Fréchet distance uses all their images
     import_repeats: int = 5  # fresh interpreters timed for the import cost
@@ -70,8 +81,12 @@ PRESETS = {
     "full": Preset(
         "full",
         warmup_steps=50,
-        timed_steps=200,
+        timed_steps=100,
         variants=GPU_VARIANTS,
+        compared_precisions=("fp32", "bf16", "fp16"),
+        quality_steps=3000,
+        quality_images=1024,
+        matmul_size=8192,
         recommended="bf16-cl-compile",
         sample_model=UNET_4M,
         sample_train_steps=6000,
@@ -86,8 +101,8 @@ PRESETS = {
         train_model=UNetConfig(image_size=32, base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention=True),
         batch_size=8,
         warmup_steps=1,
-        timed_steps=2,
-        variants=(FP32, BF16),
+        timed_steps=1,
+        variants=(FP32, BF16, AUTO),
         sample_model=UNetConfig(image_size=28, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
                                 attention=False),
         sample_train_steps=20,
@@ -96,6 +111,10 @@ PRESETS = {
         sample_ema=0.9,
         sample_batch=8,
         sample_batches=1,
+        quality_steps=10,
+        quality_images=16,
+        profile_batch=4,
+        matmul_size=256,
         import_repeats=2,
     ),
 }

@@ -104,7 +104,9 @@ def _mb(result: dict) -> str:
 def machine_md(results: dict) -> str:
     m = results["machine"]
     lines = [
-        f"- **Device**: {m['device']}",
+        f"- **Device**: {m['device']}"
+        + (f"; bf16 instructions (AVX512-BF16 or AMX): {'yes' if m['bf16_instructions'] else 'no'}"
+           if "bf16_instructions" in m and results["device_type"] == "cpu" else ""),
         f"- **Machine**: {m['cpu_count']} logical CPUs, {m['memory_gib']:.0f} GiB memory, {m['platform']}",
         f"- **Software**: Python {m['python']}, torch {m['torch']}, diffusers {m['diffusers']}",
         f"- **Data**: {results['data_source']}",
@@ -113,11 +115,25 @@ def machine_md(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _spread(r: dict, key: str = "images_per_s", digits: int = 1) -> str:
+    """A row's median with its min–max over the repeats."""
+    if f"{key}_min" not in r:
+        return _f(r[key], digits)
+    return f"{r[key]:,.{digits}f} ({r[key + '_min']:,.{digits}f}–{r[key + '_max']:,.{digits}f})"
+
+
+def beyond_spread(a: dict, b: dict, key: str = "images_per_s") -> bool | None:
+    """Whether two rows' min–max ranges over their repeats are disjoint: a difference larger than the spread."""
+    if f"{key}_min" not in a or f"{key}_min" not in b:
+        return None
+    return a[f"{key}_min"] > b[f"{key}_max"] or b[f"{key}_min"] > a[f"{key}_max"]
+
+
 def training_md(results: dict) -> str:
     cases, config = results["cases"], results["config"]
     flops = (cases.get("flops") or {}).get("flops_per_step", {})
     peak = gpu_peak(results["machine"]["device"]) if results["device_type"] == "cuda" else None
-    textbook = cases.get("train/textbook")
+    textbook, fp32 = cases.get("train/textbook"), cases.get("train/fp32")
     rows = []
     names = ["train/textbook", "train/textbook-resident", *(f"train/{v}" for v in results["variants"])]
     labels = {"train/textbook": "textbook loop (DataLoader, 2 workers; fp32; state_dict EMA)",
@@ -125,22 +141,29 @@ def training_md(results: dict) -> str:
               **{f"train/{k}": v for k, v in results["variant_labels"].items()}}
     for name in names:
         r = cases.get(name)
-        label = labels[name] + (" ← recommended" if name == f"train/{results['recommended']}" else "")
+        label = labels[name]
+        if _ok(r) and name == "train/auto":
+            label += f" → chose {r['precision']}"
+        label += " ← default" if name == f"train/{results['recommended']}" else ""
         if not _ok(r):
-            rows.append([label, *(["—"] * 5), (r or {}).get("skipped") or (r or {}).get("error", "not run")])
+            rows.append([label, *(["—"] * 6), (r or {}).get("skipped") or (r or {}).get("error", "not run")])
             continue
         achieved = flops.get("package", 0) * r["images_per_s"] / config["batch_size"]
+        versus = beyond_spread(r, fp32) if _ok(fp32) and name != "train/fp32" else None
         rows.append([
             label,
             _f(r["ms_per_step"], 0),
-            _f(r["images_per_s"], 1),
+            _spread(r),
             f"{r['images_per_s'] / textbook['images_per_s']:.2f}×" if _ok(textbook) else "—",
+            "—" if versus is None else ("yes" if versus else "no"),
             _f(achieved / 1e9, 0) + (f" ({achieved / peak:.1%})" if peak else ""),
             _mb(r),
             _f(r.get("first_steps_seconds"), 1) if "first_steps_seconds" in r else "—",
         ])
-    header = ["training step", "ms/step", "images/s", "vs textbook", "GFLOP/s" + (" (of bf16 peak)" if peak else ""),
-              "peak MiB (+ over start)", "warm-up s (cold compile)"]
+    repeats = config.get("repeats", 1)
+    header = ["training step", "ms/step (median)", f"images/s, median (min–max of {repeats})", "vs textbook",
+              "differs from fp32 beyond the spread", "GFLOP/s" + (" (of bf16 peak)" if peak else ""),
+              "peak MiB (+ over start)", "warm-up s (cold compile, auto's trial)"]
     return table(header, rows)
 
 
@@ -159,21 +182,33 @@ def diffusers_md(results: dict) -> str:
     return table(header, rows)
 
 
+def _sampler_name(kind: str, steps: int) -> str:
+    return {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++(2M)"}[kind] + f"-{steps}" + (
+        " (η = 0)" if kind == "ddim" else "")
+
+
 def sampling_md(results: dict) -> str:
     cases, config = results["cases"], results["config"]
     ddpm = cases.get("sample/ddpm-1000")
+    keys = [(f"sample/{kind}-{steps}", kind, steps) for kind, steps in config["samplers"]]
+    keys += [(f"sample/ddim-50@{p}", "ddim", 50) for p in config.get("compared_precisions", ())]
     rows = []
-    for kind, steps in config["samplers"]:
-        r = cases.get(f"sample/{kind}-{steps}")
-        name = f"{kind.upper()}-{steps}" + (" (η = 0)" if kind == "ddim" else "")
+    for key, kind, steps in keys:
+        r = cases.get(key)
+        name = _sampler_name(kind, steps)
         if not _ok(r):
-            rows.append([name, str(steps), *(["—"] * 6), (r or {}).get("error", "not run")])
+            rows.append([name, "—", str(steps), *(["—"] * 6), (r or {}).get("skipped") or (r or {}).get("error", "not run")])
             continue
+        precision = r.get("precision", "fp32")
+        shown = f"{precision} → {r['chosen']}" if precision == "auto" else r.get("chosen", precision)
         predicted = steps * ddpm["ms_per_step"] / 1000 if _ok(ddpm) else None
+        spread = (f"{r['median_seconds']:.2f} ({r['min_seconds']:.2f}–{r['max_seconds']:.2f})"
+                  if "median_seconds" in r else f"{r['mean_seconds']:.2f} ± {r['std_seconds']:.2f}")
         rows.append([
             name,
+            shown,
             str(steps),
-            f"{r['mean_seconds']:.2f} ± {r['std_seconds']:.2f}",
+            spread,
             _f(r["ms_per_step"], 1),
             _f(predicted, 2),
             f"{ddpm['mean_seconds'] / r['mean_seconds']:.1f}×" if _ok(ddpm) else "—",
@@ -181,10 +216,50 @@ def sampling_md(results: dict) -> str:
             f"{r['floor']:.1f}",
             _mb(r),
         ])
-    b = config["sample_batch"]
-    header = ["sampler", "model calls", f"s per {b} images (mean ± sd)", "ms per call",
-              "steps × DDPM's ms per call, s", "speed-up", "Fréchet (vs DDPM-1000)", "floor", "peak MiB (+ over start)"]
+    b, n = config["sample_batch"], config["sample_batches"]
+    header = ["sampler", "precision", "model calls", f"s per {b} images, median (min–max of {n})", "ms per call",
+              "calls × DDPM's ms per call, s", "speed-up", "Fréchet (vs DDPM-1000)", "floor", "peak MiB (+ over start)"]
     return table(header, rows)
+
+
+def quality_md(results: dict) -> str:
+    cases, config = results["cases"], results["config"]
+    rows = []
+    for p in config.get("compared_precisions", ()):
+        r = cases.get(f"quality/{p}")
+        if not _ok(r):
+            rows.append([p, *(["—"] * 5), (r or {}).get("skipped") or (r or {}).get("error", "not run")])
+            continue
+        rows.append([p, f"{r['steps']:,}", f"{r['seconds']:.0f}", f"{r['final_loss']:.4f} ± {r['final_loss_sd']:.4f}",
+                     f"{r['frechet']:.1f}", f"{r['floor']:.1f}", ""])
+    header = ["training precision", "steps", "training s", "loss, last 10 % of steps (mean ± sd)",
+              f"Fréchet, DDIM-50 fp32 ({config.get('quality_images', 0)} images)", "floor", "note"]
+    return table(header, rows)
+
+
+def profile_md(results: dict) -> str:
+    r = results["cases"].get("profile")
+    if not _ok(r):
+        return "Not profiled: " + (r or {}).get("error", "not run")
+    parts = []
+    rows = []
+    for name, step in r["steps"].items():
+        if "skipped" in step:
+            rows.append([name, "—", "—", "—", "—", step["skipped"]])
+            continue
+        rows.append([name, f"{1000 * step['seconds']:,.0f}", f"{step['flops'] / 1e9:,.0f}",
+                     f"{step['flops_per_s'] / 1e9:,.0f}", f"{r['ceilings'][name] / 1e9:,.0f}",
+                     f"{step['share_of_ceiling']:.0%}"])
+    n = results["config"].get("matmul_size")
+    parts.append(table(["precision", "ms per step", "GFLOP per step", "GFLOP/s achieved",
+                        f"GFLOP/s of a {n}² matrix product", "share of that ceiling"], rows))
+    for name, step in r["steps"].items():
+        if "skipped" in step:
+            continue
+        top = [[e["op"], f"{e['self_ms']:,.1f}", f"{e['share']:.1%}", str(e["calls"])] for e in step["top"]]
+        parts.append(f"**{name}**, the ten operators with the most self time in one step of batch {r['batch']}:\n\n"
+                     + table(["operator", "self ms", "share of the step", "calls"], top))
+    return "\n\n".join(parts)
 
 
 def sample_model_md(results: dict) -> str:
@@ -195,7 +270,8 @@ def sample_model_md(results: dict) -> str:
     return (f"Sampling model: the package's UNet, {r['parameters']:,} parameters ({m['image_size']}×{m['image_size']}, "
             f"base {m['base_channels']} channels, mults {tuple(m['channel_mults'])}, "
             f"{m['num_res_blocks']} residual block(s) per level, attention {'on' if m['attention'] else 'off'}), trained "
-            f"here for {r['steps']:,} steps of batch {r['batch_size']} with the `{r['variant']}` step in "
+            f"here for {r['steps']:,} steps of batch {r['batch_size']} with the `{r['variant']}` step "
+            f"({r.get('precision_note') or r['variant']}) in "
             f"{r['seconds']:.0f} s (final loss {r['final_loss']:.4f}); linear schedule, T = 1000; samples from "
             f"its EMA weights with x̂₀ clipped to [-1, 1]. The Fréchet distance is the classifier's, over all "
             f"{config['sample_batches'] * config['sample_batch']} images of each sampler against as many test "
@@ -239,17 +315,75 @@ def targets_md(results: dict) -> str:
     return table(["target", "goal", "measured", ""], rows)
 
 
+def _compare(a: dict, b: dict, name_a: str, name_b: str) -> str:
+    """'A: x ms/step against B: y ms/step (r×, beyond the spread / within it)'."""
+    ratio = a["images_per_s"] / b["images_per_s"]
+    verdict = beyond_spread(a, b)
+    spread = "" if verdict is None else (", a difference larger than the spread of the repeats" if verdict
+                                          else ", within the spread of the repeats")
+    return (f"{name_a} {a['ms_per_step']:,.0f} ms/step against {name_b} {b['ms_per_step']:,.0f} "
+            f"({ratio:.2f}× the throughput{spread})")
+
+
+def findings_md(results: dict) -> str:
+    """What the tables say, in sentences whose numbers come from the same results."""
+    cases = results["cases"]
+    get = lambda name: cases.get(name) if _ok(cases.get(name)) else None  # noqa: E731
+    lines = []
+    textbook, fp32, bf16, auto = get("train/textbook"), get("train/fp32"), get("train/bf16"), get("train/auto")
+    if textbook and fp32:
+        lines.append("- **Textbook loop against the package's step, both float32**: "
+                     + _compare(fp32, textbook, "package", "textbook") + ".")
+    if fp32 and bf16:
+        lines.append("- **bf16 autocast against float32**: " + _compare(bf16, fp32, "bf16", "fp32") + ".")
+    if auto:
+        lines.append(f"- **`precision=\"auto\"`** chose {auto['precision']}: {auto['precision_note'].split(' — ', 1)[-1]}.")
+    for variant, base, what in (("fp32-cl", "fp32", "channels_last, float32"), ("bf16-cl", "bf16", "channels_last, bf16"),
+                                ("bf16-compile", "bf16", "torch.compile, bf16")):
+        a, b = get(f"train/{variant}"), get(f"train/{base}")
+        if a and b:
+            extra = (f"; it compiled for {a['first_steps_seconds']:.0f} s first" if "compile" in variant else "")
+            lines.append(f"- **{what}**: " + _compare(a, b, variant, base) + extra + ".")
+    profile = get("profile")
+    if profile:
+        for name, step in profile["steps"].items():
+            if "skipped" in step:
+                continue
+            top = step["top"][0]
+            lines.append(f"- **Where a {name} step's time goes**: {step['flops_per_s'] / 1e9:,.0f} GFLOP/s, "
+                         f"{step['share_of_ceiling']:.0%} of this machine's {name} matrix-product ceiling "
+                         f"({profile['ceilings'][name] / 1e9:,.0f} GFLOP/s); the largest operator by self time is "
+                         f"`{top['op']}` ({top['share']:.0%} of the step).")
+    quality = {p: get(f"quality/{p}") for p in results["config"].get("compared_precisions", ())}
+    if quality.get("fp32") and quality.get("bf16"):
+        a, b = quality["fp32"], quality["bf16"]
+        lines.append(f"- **Quality at equal steps** ({a['steps']:,} steps, one training run each): final loss "
+                     f"{a['final_loss']:.4f} in float32 against {b['final_loss']:.4f} in bf16 (spread over the last "
+                     f"steps ± {max(a['final_loss_sd'], b['final_loss_sd']):.4f}); Fréchet distance "
+                     f"{a['frechet']:.1f} against {b['frechet']:.1f} (floor {a['floor']:.1f}).")
+    samplers = {p: get(f"sample/ddim-50@{p}") for p in results["config"].get("compared_precisions", ())}
+    if samplers.get("fp32") and samplers.get("bf16"):
+        a, b = samplers["fp32"], samplers["bf16"]
+        lines.append(f"- **Sampling in bf16**: DDIM-50 at {b['ms_per_step']:.1f} ms per call against "
+                     f"{a['ms_per_step']:.1f} in float32 ({a['ms_per_step'] / b['ms_per_step']:.2f}×), Fréchet "
+                     f"{b['frechet']:.1f} against {a['frechet']:.1f}.")
+    return "\n".join(lines) if lines else "Nothing measured."
+
+
 def _ratio(x: float | None, digits: int = 2) -> str:
     return "—" if x is None else f"{x:.{digits}f}×"
 
 
 FRAGMENTS = {
     "machine": machine_md,
+    "findings": findings_md,
     "targets": targets_md,
     "training": training_md,
     "diffusers": diffusers_md,
     "sample_model": sample_model_md,
     "sampling": sampling_md,
+    "quality": quality_md,
+    "profile": profile_md,
     "imports": imports_md,
 }
 

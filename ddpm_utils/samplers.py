@@ -4,7 +4,7 @@ Every sampler has one signature, and :data:`SAMPLERS` lists them by name::
 
     sampler(model, schedule, shape_or_xT, *, steps=…, spacing=None, target="eps", clip_x0=False,
             generator=None, callback=None, progress=False, labels=None, w=None, guidance_scale=None,
-            <its own options>) -> x_0
+            precision="fp32", <its own options>) -> x_0
 
 Everything after ``shape_or_xT`` is keyword-only. ``shape_or_xT`` is either the shape of the batch
 to draw (x_T ~ N(0, I) is drawn from ``generator`` on the schedule's device) or x_T itself.
@@ -18,6 +18,13 @@ step, before the step is taken, with one :class:`SamplerStep`; read its fields b
 versions may add fields. DDPM's own option is ``variance``, DDIM's is ``eta``; DPM-Solver++(2M)
 has none.
 
+``precision`` runs the model under autocast (``"bf16"``, or ``"fp16"`` on CUDA) with its output
+returned in float32, so the update arithmetic stays float32; ``"auto"`` times one call of the model
+on x_T in each candidate precision before the loop and keeps the fastest
+(:func:`~ddpm_utils.precision.sampling_precision`). Every sampler runs its loop under
+``torch.inference_mode`` and returns an ordinary copy of the samples; the tensors a callback receives
+are inference tensors (read them, or clone them to keep).
+
 No loop reads a tensor back to the host, which on a GPU would stall it: the visited code
 indices are made on the CPU and read once, before the loop, and the ``t`` each step builds is in
 range by construction (``check_timesteps`` reads only a ``t`` on the CPU).
@@ -29,12 +36,14 @@ there (:func:`~ddpm_utils.targets.check_x0_recoverable`). The x_0 and v targets 
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Literal, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
 
 from .guidance import guided
+from .precision import check_precision, sampling_precision
 from .reverse import VARIANCES, Model, Variance, p_mean_variance
 from .schedules import Schedule, schedule_from_betas
 from .targets import Target, check_target, check_x0_recoverable, split_prediction
@@ -148,6 +157,19 @@ def _start(schedule: Schedule, model: Model, shape_or_xT, generator) -> Tensor:
     return torch.randn(tuple(shape_or_xT), generator=generator, device=device)
 
 
+def _inference(sampler):
+    """Run ``sampler`` under ``torch.inference_mode`` (no autograd bookkeeping, no version counters) and return
+    a copy of its samples made outside it, an ordinary tensor that later code may modify or differentiate."""
+
+    @functools.wraps(sampler)
+    def run(*args, **kwargs):
+        with torch.inference_mode():
+            samples = sampler(*args, **kwargs)
+        return samples.clone()
+
+    return run
+
+
 def _steps(indices: Sequence[int], progress: bool, desc: str):
     if not progress:
         return indices
@@ -156,7 +178,7 @@ def _steps(indices: Sequence[int], progress: bool, desc: str):
     return tqdm(indices, desc=desc, unit="step")
 
 
-@torch.no_grad()
+@_inference
 def ddpm_sample(
     model: Model,
     schedule: Schedule,
@@ -172,6 +194,7 @@ def ddpm_sample(
     labels: Tensor | int | None = None,
     w: float | None = None,
     guidance_scale: float | None = None,
+    precision: str = "fp32",
     variance: Variance = "beta_tilde",
 ) -> Tensor:
     """Ancestral sampling, Ho et al. Algorithm 2.
@@ -184,6 +207,7 @@ def ddpm_sample(
     :func:`~ddpm_utils.reverse.reverse_variance`.
     """
     check_target(target)
+    check_precision(precision)
     model = guided(model, labels, w, guidance_scale)
     if variance not in VARIANCES:
         raise ValueError(f"unknown reverse variance {variance!r}; expected one of {VARIANCES}")
@@ -191,6 +215,7 @@ def ddpm_sample(
     t_values = ts.tolist()  # the callback's t as Python ints: the loop reads no tensor
     check_x0_recoverable(schedule, target, t_values[-1])
     xt = _start(schedule, model, shape_or_xT, generator)
+    model, _ = sampling_precision(model, precision, xt, t_values[-1])  # "auto" times the first step's call
     if steps is None:
         chain, chain_model = schedule, model
     else:  # the short chain, and the model called with the long chain's index of each of its steps
@@ -211,7 +236,7 @@ def ddpm_sample(
     return xt
 
 
-@torch.no_grad()
+@_inference
 def ddim_sample(
     model: Model,
     schedule: Schedule,
@@ -227,6 +252,7 @@ def ddim_sample(
     labels: Tensor | int | None = None,
     w: float | None = None,
     guidance_scale: float | None = None,
+    precision: str = "fp32",
     eta: float = 0.0,
 ) -> Tensor:
     """DDIM (Song et al. 2021, Eq. 12) on a subsequence of ``steps`` timesteps.
@@ -237,6 +263,7 @@ def ddim_sample(
     :func:`timestep_subsequence` (default "linspace").
     """
     check_target(target)
+    check_precision(precision)
     model = guided(model, labels, w, guidance_scale)
     if not eta >= 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
@@ -244,6 +271,7 @@ def ddim_sample(
     t_values = ts.tolist()  # the code indices as Python ints: the loop reads no tensor
     check_x0_recoverable(schedule, target, t_values[-1])
     xt = _start(schedule, model, shape_or_xT, generator)
+    model, _ = sampling_precision(model, precision, xt, t_values[-1])  # "auto" times the first step's call
     # per visited step, in float64: ᾱ_t, ᾱ_{t'} and 1 - ᾱ as -expm1(log ᾱ), accurate near ᾱ = 1
     log_ab, log_ab_prev = _log_alpha_bars(schedule, ts)  # (n,), log ᾱ_{t'} = 0 after the last step
     one_minus, one_minus_prev = -torch.expm1(log_ab), -torch.expm1(log_ab_prev)
@@ -266,7 +294,7 @@ def ddim_sample(
     return xt
 
 
-@torch.no_grad()
+@_inference
 def dpmpp_2m_sample(
     model: Model,
     schedule: Schedule,
@@ -282,6 +310,7 @@ def dpmpp_2m_sample(
     labels: Tensor | int | None = None,
     w: float | None = None,
     guidance_scale: float | None = None,
+    precision: str = "fp32",
 ) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): a second-order multistep solver of the
     probability-flow ODE in log-SNR time λ = log(a/s), with a = √ᾱ, s = √(1-ᾱ) (Lu et al.'s α, σ),
@@ -304,6 +333,7 @@ def dpmpp_2m_sample(
     with the exact ε* this more than doubles the variance of 10-step samples (book chapter 4).
     """
     check_target(target)
+    check_precision(precision)
     model = guided(model, labels, w, guidance_scale)
     if spacing is None and isinstance(steps, int):
         spacing = "trailing"
@@ -311,6 +341,7 @@ def dpmpp_2m_sample(
     t_values = ts.tolist()  # the code indices as Python ints: the loop reads no tensor
     check_x0_recoverable(schedule, target, t_values[-1])
     xt = _start(schedule, model, shape_or_xT, generator)
+    model, _ = sampling_precision(model, precision, xt, t_values[-1])  # "auto" times the first step's call
     log_ab, log_ab_next = _log_alpha_bars(schedule, ts)  # (n,) float64; the step after ts[i] has log ᾱ at i
     # λ = log a - log s = ½ log ᾱ - ½ log(1 - ᾱ); 1 - ᾱ as -expm1(log ᾱ), accurate near ᾱ = 1
     lam = 0.5 * log_ab - 0.5 * torch.log(-torch.expm1(log_ab))

@@ -13,6 +13,7 @@ with p_t ∝ √E[L_t²] and reweights by 1/(T p_t) (Nichol & Dhariwal 2021, Sec
 from __future__ import annotations
 
 import copy
+import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -23,6 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from .losses import check_decoder_data, l_simple, vlb_terms
+from .precision import cpu_has_native_bf16  # noqa: F401  (re-exported: training.cpu_has_native_bf16)
+from .precision import PrecisionChoice, autocast, candidates, check_precision, choose, resolve, unmeasured
 from .reverse import VARIANCES
 from .schedules import Schedule, schedule_from_betas
 from .targets import check_target, check_x0_recoverable
@@ -49,8 +52,8 @@ class TrainConfig:
     variance: str = "beta_tilde"  # the reverse variance σ_t² in the "vlb" loss: "beta_tilde" or "beta"
     p_uncond: float = 0.0  # probability of replacing a class label by the null label (guidance)
     seed: int = 0  # seeds the batches, timesteps and noise drawn by the loop
-    amp: bool = True  # on CUDA: bf16 autocast where supported, else fp16 with a GradScaler
-    cpu_bf16: bool = False  # bf16 autocast on CPUs with native bf16 (AVX512-BF16, AMX); off: fp32
+    precision: str = "auto"  # "auto" (time the candidates on the first steps, keep the fastest), "fp32", "bf16", "fp16"
+    auto_trial_steps: int = 3  # with "auto": steps timed per candidate precision, after one warm-up step each
     channels_last: bool = False  # store images and conv weights NHWC (helps convs on recent GPUs)
     compile: bool = False  # wrap the model in torch.compile (worth it on GPUs for long runs)
     check_every: int = 50  # steps between checks for a non-finite loss (and progress updates)
@@ -71,6 +74,9 @@ class TrainConfig:
             raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond}")
         if self.lr <= 0 or self.grad_clip <= 0:
             raise ValueError("lr and grad_clip must be positive")
+        check_precision(self.precision)
+        if self.auto_trial_steps < 1:
+            raise ValueError(f"auto_trial_steps must be at least 1, got {self.auto_trial_steps}")
 
 
 class EMA:
@@ -103,35 +109,25 @@ class TrainResult(NamedTuple):
     seconds: float  # wall time of the loop
     timeline: list[tuple[int, float]]  # (steps done, seconds since the start) at every loss check
     t_probabilities: Tensor | None = None  # (T,) the importance sampler's final p_t, if it was used
+    precision: str = "fp32"  # the precision the run trained in after any trial ("fp32", "bf16", "fp16")
+    precision_note: str = ""  # why: what "auto" measured, or the fallback taken
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX), so bf16 autocast pays off.
-
-    Without it, bf16 matrix products are emulated and slower than float32.
-    """
-    cpu = torch.cpu
-    checks = (getattr(cpu, "_is_avx512_bf16_supported", None), getattr(cpu, "_is_amx_tile_supported", None))
-    return any(check is not None and check() for check in checks)
-
-
-def _autocast(device: torch.device, config: TrainConfig):
-    """The autocast context and GradScaler (or None) for ``config`` on ``device``.
-
-    CUDA: bf16 where the GPU has it, fp16 with a GradScaler on older GPUs such as the T4. CPU: bf16
-    when ``config.cpu_bf16`` asks for it and the CPU has it natively, else float32 with a warning.
-    Weights, gradients, the optimiser and the loss's mean stay float32 in every case.
-    """
-    if device.type == "cuda" and config.amp:
-        if torch.cuda.is_bf16_supported():
-            return torch.autocast("cuda", dtype=torch.bfloat16), None
-        return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
-    if device.type == "cpu" and config.cpu_bf16:
-        if cpu_has_native_bf16():
-            return torch.autocast("cpu", dtype=torch.bfloat16), None
-        warnings.warn("cpu_bf16=True but this CPU has no native bf16 (AVX512-BF16 or AMX); training in float32",
-                      stacklevel=3)
-    return torch.autocast(device.type, enabled=False), None
+def _trial(config: TrainConfig, device: torch.device) -> tuple[list[str], PrecisionChoice | None]:
+    """The precision of each trial step of ``"auto"`` (one warm-up, then ``auto_trial_steps`` timed, per
+    candidate), or no trial and the choice already made."""
+    if config.precision != "auto":
+        precision, note = resolve(config.precision, device)
+        if note:
+            warnings.warn(note, stacklevel=3)
+        return [], PrecisionChoice(precision, {}, note or "as configured")
+    options = candidates(device)
+    per_candidate = 1 + config.auto_trial_steps
+    if len(options) == 1:
+        return [], unmeasured(device, "")
+    if config.steps <= len(options) * per_candidate:
+        return [], unmeasured(device, f"{config.steps} steps are too few to time {len(options)} precisions")
+    return [p for p in options for _ in range(per_candidate)], None
 
 
 def train(
@@ -148,7 +144,15 @@ def train(
     no data loader stands between steps. ``labels`` (N,) train a class-conditional model
     ``model(xt, t, y)``; with ``config.p_uncond`` a label is replaced by the null label
     ``model.config.num_classes`` that often (classifier-free guidance).
-    On the CPU the run is deterministic for a given ``config.seed`` (and model initialisation).
+    On the CPU the run is deterministic for a given ``config.seed``, model initialisation and precision.
+
+    ``config.precision="auto"`` (the default) spends its first steps timing the precisions worth
+    trying on this device (:func:`~ddpm_utils.precision.candidates`): each gets one warm-up step and
+    ``config.auto_trial_steps`` timed steps, all of them real training steps, and the rest of the run
+    uses the fastest, unless it beats float32 by less than 5 %. ``result.precision`` and
+    ``result.precision_note`` say what was chosen and why; with ``progress`` the note is printed.
+    Where two candidates are close, "auto" can choose differently from run to run: set the
+    precision explicitly for bit-for-bit repeatable runs.
 
     With ``config.loss="vlb"`` each example's loss is its term of the bound at its t (KL for
     t ≥ 1, the discretised decoder at t = 0, so the data must be 8-bit values in [-1, 1]) times T:
@@ -195,7 +199,10 @@ def train(
     )
     ema = EMA(model, config.ema_decay)
     net = torch.compile(model) if config.compile else model
-    autocast, scaler = _autocast(device, config)
+    trial, choice = _trial(config, device)  # "auto": the first steps time each candidate precision
+    precision = trial[0] if trial else choice.precision
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and "fp16" in (trial or [precision]) else None
+    trial_times: dict[str, list[float]] = {p: [] for p in trial}
     losses = torch.empty(config.steps, device=device)
     loss_sum = torch.zeros(schedule.T, device=device, dtype=torch.float64)
     loss_count = torch.zeros(schedule.T, device=device, dtype=torch.float64)
@@ -210,6 +217,16 @@ def train(
     model.train()
     start = time.perf_counter()
     for step in steps:
+        if step < len(trial):  # a trial step of "auto": this step's precision, timed after a warm-up step
+            precision = trial[step]
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            step_start = time.perf_counter()
+        elif step == len(trial) and trial:  # the trial is over: keep the fastest
+            choice = choose({p: statistics.median(ts) for p, ts in trial_times.items()})
+            precision = choice.precision
+            if bar is not None:
+                bar.write(str(choice))
         # 1. x_0 from the data, t ~ Uniform{0, …, T-1}, ε ~ N(0, I) — Algorithm 1, lines 2–4
         idx = torch.randint(0, data.shape[0], (config.batch_size,), device=device, generator=gen)
         x0 = data[idx]
@@ -233,7 +250,7 @@ def train(
         # 2. gradient step on the simple loss — Algorithm 1, line 5
         for group in optimizer.param_groups:
             group["lr"] = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
-        with autocast:
+        with autocast(device, precision):
             if config.loss == "simple":
                 per_example = l_simple(predict, schedule, x0, t, noise, config.target)
             else:  # the bound's term at t, ×T: its mean over uniform t is the bound minus L_T
@@ -246,7 +263,7 @@ def train(
             per_example_weighted = per_example
         loss = per_example_weighted.mean()
         optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
+        if precision == "fp16":
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -258,6 +275,10 @@ def train(
             optimizer.step()
         ema.update(model)
         losses[step] = loss.detach()
+        if step < len(trial) and step % (1 + config.auto_trial_steps) > 0:  # not the candidate's warm-up step
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            trial_times[precision].append(time.perf_counter() - step_start)
         if config.record_loss_per_t:
             loss_sum.index_add_(0, t, per_example.detach().double())
             loss_count.index_add_(0, t, torch.ones_like(loss_sum[t]))
@@ -278,7 +299,10 @@ def train(
     seconds = time.perf_counter() - start
     per_t = (loss_sum / loss_count.clamp(min=1)).float().cpu() if config.record_loss_per_t else None
     probabilities = sampler.probabilities().float().cpu() if sampler is not None else None
-    return TrainResult(model, ema.model, losses.cpu(), per_t, seconds, timeline, probabilities)
+    if choice is None:  # the run ended inside the trial (not reached: _trial needs more steps than it takes)
+        choice = choose({p: statistics.median(ts) for p, ts in trial_times.items() if ts})
+    return TrainResult(model, ema.model, losses.cpu(), per_t, seconds, timeline, probabilities, choice.precision,
+                       str(choice))
 
 
 @torch.no_grad()

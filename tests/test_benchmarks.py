@@ -90,21 +90,56 @@ def test_ci_preset_runs_every_case_without_error(ci_results):
     assert not failed
 
 
-def test_ci_preset_throughput_is_images_over_seconds(ci_results):
+def test_ci_preset_throughput_is_the_median_of_repeated_windows(ci_results):
     results, _ = ci_results
     preset = PRESETS["ci"]
     for name, r in results["cases"].items():
         if name.startswith("train/") and "skipped" not in r:
-            assert r["timed_steps"] == preset.timed_steps and r["seconds"] > 0
-            assert math.isclose(r["images_per_s"], preset.batch_size * preset.timed_steps / r["seconds"])
-            assert math.isclose(r["ms_per_step"], 1000 * r["seconds"] / preset.timed_steps)
+            assert r["timed_steps"] == preset.timed_steps and r["repeats"] == preset.repeats >= 3
+            windows = r["window_seconds"]
+            assert len(windows) == preset.repeats and min(windows) > 0
+            rates = sorted(preset.batch_size * preset.timed_steps / s for s in windows)
+            assert math.isclose(r["images_per_s"], rates[len(rates) // 2])
+            assert r["images_per_s_min"] == rates[0] and r["images_per_s_max"] == rates[-1]
+            assert math.isclose(r["ms_per_step"], 1000 * sorted(windows)[len(windows) // 2] / preset.timed_steps)
+
+
+def test_ci_preset_auto_row_reports_its_choice(ci_results):
+    results, _ = ci_results
+    r = results["cases"]["train/auto"]
+    assert r["precision"] in ("fp32", "bf16") and r["precision_note"].startswith("precision: ")
+
+
+def test_beyond_spread_compares_min_max_ranges():
+    a = {"images_per_s": 10.0, "images_per_s_min": 9.0, "images_per_s_max": 11.0}
+    assert report.beyond_spread(a, {"images_per_s": 13.0, "images_per_s_min": 12.0, "images_per_s_max": 14.0})
+    assert not report.beyond_spread(a, {"images_per_s": 11.5, "images_per_s_min": 10.5, "images_per_s_max": 12.0})
+    assert report.beyond_spread(a, {"images_per_s": 11.5}) is None
+
+
+def test_ci_preset_profiles_a_step_against_the_matmul_ceiling(ci_results):
+    results, _ = ci_results
+    r = results["cases"]["profile"]
+    fp32 = r["steps"]["fp32"]
+    assert fp32["flops"] > 0 and fp32["seconds"] > 0 and r["ceilings"]["fp32"] > 0
+    assert math.isclose(fp32["share_of_ceiling"], fp32["flops"] / fp32["seconds"] / r["ceilings"]["fp32"])
+    assert 0 < len(fp32["top"]) <= 10 and all(0 <= e["share"] <= 1 for e in fp32["top"])
+    assert fp32["top"] == sorted(fp32["top"], key=lambda e: -e["self_ms"])
+
+
+def test_ci_preset_quality_compares_precisions_at_equal_steps(ci_results):
+    results, _ = ci_results
+    runs = {p: results["cases"][f"quality/{p}"] for p in PRESETS["ci"].compared_precisions}
+    measured = [r for r in runs.values() if "skipped" not in r]
+    assert runs["fp32"] in measured and {r["steps"] for r in measured} == {PRESETS["ci"].quality_steps}
+    assert all(math.isfinite(r["frechet"]) and math.isfinite(r["final_loss"]) for r in measured)
 
 
 def test_ci_preset_samplers_share_reference_and_floor(ci_results):
     """Every sampler is judged against the same test images, so the floors agree exactly."""
     results, _ = ci_results
     samplers = [r for name, r in results["cases"].items() if name.startswith("sample/") and name != "sample/train"]
-    assert len(samplers) == len(PRESETS["ci"].samplers)
+    assert len(samplers) == len(PRESETS["ci"].samplers) + len(PRESETS["ci"].compared_precisions)
     assert len({r["floor"] for r in samplers}) == 1
     for r in samplers:
         assert math.isfinite(r["frechet"]) and sum(r["class_counts"]) == r["n"]
@@ -138,9 +173,9 @@ def test_a_failing_isolated_case_is_recorded_not_lost(tmp_path):
 
 
 def test_targets_table_marks_a_missed_target():
-    results = {"preset": "cpu", "recommended": "bf16", "device_type": "cpu", "cases": {
+    results = {"preset": "cpu", "recommended": "auto", "device_type": "cpu", "cases": {
         "train/textbook": {"images_per_s": 10.0, "ms_per_step": 100.0},
-        "train/bf16": {"images_per_s": 12.0, "ms_per_step": 80.0},
+        "train/auto": {"images_per_s": 12.0, "ms_per_step": 80.0},
     }}
     s = report.summary(results)
     assert s["training_speedup"] == pytest.approx(1.2) and s["met"]["training_speedup"] is False

@@ -19,8 +19,10 @@ from ddpm_utils.data import mixture_1d
 from ddpm_utils.samplers import SAMPLERS, SamplerStep
 from reference import loop_alpha_bars
 
-COMMON = {"steps", "spacing", "target", "clip_x0", "generator", "callback", "progress"}
-DEFAULTS = {"spacing": None, "target": "eps", "clip_x0": False, "generator": None, "callback": None, "progress": False}
+COMMON = {"steps", "spacing", "target", "clip_x0", "generator", "callback", "progress", "labels", "w", "guidance_scale",
+          "precision"}
+DEFAULTS = {"spacing": None, "target": "eps", "clip_x0": False, "generator": None, "callback": None, "progress": False,
+            "labels": None, "w": None, "guidance_scale": None, "precision": "fp32"}
 T = 60  # ≥ 50, DDIM's default number of steps
 SCHEDULE = du.make_schedule("linear", T=T, beta_start=1e-4, beta_end=0.1)
 

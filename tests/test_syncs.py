@@ -165,7 +165,7 @@ def test_ddpm_sampling_with_a_callback_on_meta_reads_nothing():
 
 SCHEDULE = make_schedule("linear", 20)
 ZERO_SNR = make_schedule("linear", 20, zero_terminal_snr=True)
-CONFIG = dict(batch_size=8, check_every=10**6, amp=False)  # the loss check runs once, at the end
+CONFIG = dict(batch_size=8, check_every=10**6, precision="fp32")  # the loss check runs once, at the end
 
 RUNS = {
     "train-mlp": lambda n: train(_mlp(), SCHEDULE, torch.randn(32, 2), TrainConfig(steps=n, **CONFIG), progress=False),

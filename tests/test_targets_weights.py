@@ -364,5 +364,5 @@ def test_training_at_zero_terminal_snr_is_finite_for_every_target(zero_snr, targ
     torch.manual_seed(0)
     mlp = MLPDenoiser(MLPConfig(data_dim=2, hidden=8, depth=1, time_dim=8))
     result = train(mlp, zero_snr, torch.randn(64, 2, generator=g), TrainConfig(steps=5, batch_size=16, target=target,
-                                                                               amp=False), progress=False)
+                                                                               precision="fp32"), progress=False)
     assert torch.isfinite(result.losses).all()

@@ -134,25 +134,27 @@ def _tiny_unet_run(**config):
                  TrainConfig(steps=3, batch_size=8, check_every=1, **config), progress=False)
 
 
-def test_cpu_bf16_autocasts_the_forward_pass_and_keeps_float32_weights(monkeypatch):
+def test_bf16_autocasts_the_forward_pass_and_keeps_float32_weights(monkeypatch):
     """bf16 changes the arithmetic (losses differ slightly) but not the stored weights."""
-    import ddpm_utils.training as training
+    import ddpm_utils.precision as precision
 
-    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)
-    fp32, bf16 = _tiny_unet_run(), _tiny_unet_run(cpu_bf16=True)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    fp32, bf16 = _tiny_unet_run(precision="fp32"), _tiny_unet_run(precision="bf16")
+    assert bf16.precision == "bf16" and fp32.precision == "fp32"
     assert not torch.equal(fp32.losses, bf16.losses)
     torch.testing.assert_close(bf16.losses, fp32.losses, rtol=0.05, atol=0.0)
     assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
     assert all(p.dtype == torch.float32 for p in bf16.ema_model.parameters())
 
 
-def test_cpu_bf16_without_native_support_warns_and_trains_in_float32(monkeypatch):
-    import ddpm_utils.training as training
+def test_bf16_without_bf16_instructions_warns_and_trains_in_float32(monkeypatch):
+    import ddpm_utils.precision as precision
 
-    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
-    with pytest.warns(UserWarning, match="no native bf16"):
-        fallback = _tiny_unet_run(cpu_bf16=True)
-    assert torch.equal(fallback.losses, _tiny_unet_run().losses)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no bf16 instructions"):
+        fallback = _tiny_unet_run(precision="bf16")
+    assert fallback.precision == "fp32"
+    assert torch.equal(fallback.losses, _tiny_unet_run(precision="fp32").losses)
 
 
 def test_channels_last_trains_the_same_model():

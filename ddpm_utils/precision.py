@@ -1,0 +1,170 @@
+"""Numeric precision for training and sampling, chosen by measurement rather than by a CPU flag.
+
+``precision`` is one of:
+
+- ``"fp32"``: float32 throughout;
+- ``"bf16"``: bf16 autocast (matrix products and convolutions in bfloat16, weights, gradients,
+  the optimiser and the loss's mean in float32);
+- ``"fp16"``: fp16 autocast with a ``GradScaler`` in training (CUDA only: GPUs without bf16,
+  such as Colab's T4);
+- ``"auto"``: time the precisions this device supports on the first steps (or calls) and keep
+  the fastest, unless it beats float32 by less than :data:`MARGIN`.
+
+Which precisions are worth timing: float32 everywhere; bf16 on a CUDA GPU that supports it and on
+a CPU that computes it natively (AVX512-BF16 or AMX, where emulated bf16 would only be slower);
+fp16 on a CUDA GPU without bf16. Having the instructions does not make bf16 fast: on some 2-core
+CPUs with AVX512-BF16 a bf16 matrix product runs at 0.6 times the speed of float32. So ``"auto"``
+measures, on the model and batch it is given.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+MARGIN = 0.05  # a lower precision must be this much faster (5 %) than float32 to be chosen
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX). Necessary for fast bf16, not sufficient."""
+    cpu = torch.cpu
+    checks = (getattr(cpu, "_is_avx512_bf16_supported", None), getattr(cpu, "_is_amx_tile_supported", None))
+    return any(check is not None and check() for check in checks)
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision
+
+
+def candidates(device: torch.device) -> tuple[str, ...]:
+    """The precisions ``"auto"`` times on ``device``, float32 first."""
+    if device.type == "cuda":
+        return ("fp32", "bf16") if torch.cuda.is_bf16_supported() else ("fp32", "fp16")
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return ("fp32", "bf16")
+    return ("fp32",)
+
+
+def resolve(precision: str, device: torch.device) -> tuple[str, str]:
+    """An explicit precision as it will run on ``device``, and a note when it had to change.
+
+    ``"bf16"`` on a CPU without bf16 instructions runs in float32 (emulated bf16 is slower);
+    ``"bf16"`` on a GPU without bf16 is an error, as is ``"fp16"`` off CUDA. ``"auto"`` is
+    returned unchanged.
+    """
+    check_precision(precision)
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"precision='fp16' needs a CUDA GPU; on {device.type} use 'bf16', 'fp32' or 'auto'")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("this GPU has no bf16; use precision='fp16' (with a GradScaler) or 'auto'")
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        return "fp32", "bf16 was asked for, but this CPU has no bf16 instructions (AVX512-BF16 or AMX): float32"
+    return precision, ""
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context for a resolved precision (a disabled one for float32)."""
+    if precision == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=DTYPES[precision])
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """What ``"auto"`` chose, from which timings, and why, in one line (``str(choice)``)."""
+
+    precision: str  # "fp32", "bf16" or "fp16"
+    seconds: dict[str, float] = field(default_factory=dict)  # median seconds per step (or call) of each candidate
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return f"precision: {self.precision} — {self.reason}"
+
+
+def choose(seconds: dict[str, float], margin: float = MARGIN, unit: str = "step") -> PrecisionChoice:
+    """The fastest of the timed precisions, but float32 unless another beats it by more than ``margin``.
+
+    ``seconds`` maps each candidate (``"fp32"`` among them) to its median seconds per step.
+    """
+    if "fp32" not in seconds or not seconds or any(not s > 0 for s in seconds.values()):
+        raise ValueError(f"need positive timings including fp32, got {seconds}")
+    fastest = min(seconds, key=seconds.get)
+    timed = ", ".join(f"{name} {1000 * s:.1f} ms/{unit}" for name, s in seconds.items())
+    if fastest == "fp32":
+        return PrecisionChoice("fp32", dict(seconds), f"float32 was the fastest here ({timed})")
+    gain = seconds["fp32"] / seconds[fastest]
+    if gain < 1 + margin:
+        return PrecisionChoice("fp32", dict(seconds),
+                               f"{fastest} was only {gain:.2f}× float32's speed, within the {margin:.0%} margin ({timed})")
+    return PrecisionChoice(fastest, dict(seconds), f"{gain:.2f}× float32's speed on this device ({timed})")
+
+
+def unmeasured(device: torch.device, why: str) -> PrecisionChoice:
+    """The choice when nothing is timed: float32, or the only candidate, with the reason."""
+    options = candidates(device)
+    if len(options) == 1:
+        return PrecisionChoice("fp32", {}, "the only precision worth timing here: this CPU has no bf16 instructions")
+    return PrecisionChoice("fp32", {}, f"float32: {why}")
+
+
+def time_calls(fn, device: torch.device, options: tuple[str, ...], repeats: int = 3) -> dict[str, float]:
+    """Median seconds of ``fn()`` under each precision's autocast, after one warm-up call each."""
+    seconds = {}
+    for precision in options:
+        with autocast(device, precision):
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                times.append(time.perf_counter() - start)
+        seconds[precision] = statistics.median(times)
+    return seconds
+
+
+class PrecisionModel:
+    """``model`` called under a precision's autocast, its output returned in float32 (a sampler's model)."""
+
+    def __init__(self, model, device: torch.device, precision: str):
+        self.model, self.device, self.precision = model, device, precision
+
+    def __call__(self, *args, **kwargs):
+        if self.precision == "fp32":
+            return self.model(*args, **kwargs)
+        with autocast(self.device, self.precision):
+            return self.model(*args, **kwargs).float()
+
+
+def sampling_precision(model, precision: str, xT: torch.Tensor, t_first: int) -> tuple[object, PrecisionChoice]:
+    """The model a sampler calls under ``precision``; with ``"auto"``, timed on the sampler's own x_T.
+
+    ``"auto"`` times ``model(x_T, t_first)`` (one warm-up and three timed calls per candidate,
+    outside the chain: x_T is not changed), then wraps the model in the fastest precision.
+    """
+    device = xT.device
+    if precision == "auto":
+        options = candidates(device)
+        if len(options) == 1:
+            choice = unmeasured(device, "")
+        else:
+            t = torch.full((xT.shape[0],), t_first, device=device, dtype=torch.long)
+            choice = choose(time_calls(lambda: model(xT, t), device, options), unit="call")
+    else:
+        resolved, note = resolve(precision, device)
+        if note:
+            warnings.warn(note, stacklevel=3)
+        choice = PrecisionChoice(resolved, {}, note or "as asked")
+    model = model if choice.precision == "fp32" else PrecisionModel(model, device, choice.precision)
+    return model, choice
