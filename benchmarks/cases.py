@@ -23,6 +23,7 @@ from torch import nn
 import ddpm_utils as du
 from ddpm_utils.data import ImageData, load_mnist
 from ddpm_utils.models import UNet, UNetConfig, count_parameters
+from ddpm_utils.models import unet as unet_module
 from ddpm_utils.precision import autocast as precision_autocast
 from ddpm_utils.precision import candidates, resolve
 from ddpm_utils.samplers import SAMPLERS
@@ -194,7 +195,12 @@ def train_package_case(preset: Preset, workdir: Path, device: torch.device, vari
     warmup = _warmup(preset, variant, device)
     steps = warmup + preset.repeats * preset.timed_steps
     config = _train_config(preset, variant, steps, warmup)
-    result = train(model, schedule, data.images, config, progress=False)
+    before = unet_module.ATTENTION_FP32_ON_CPU
+    unet_module.ATTENTION_FP32_ON_CPU = variant.attention_fp32_on_cpu
+    try:
+        result = train(model, schedule, data.images, config, progress=False)
+    finally:
+        unet_module.ATTENTION_FP32_ON_CPU = before
     marks = dict(result.timeline)
     return {
         "model": model_kind,
@@ -395,25 +401,30 @@ def matmul_ceiling(n: int, dtype: torch.dtype, device: torch.device, repeats: in
 def profile_case(preset: Preset, workdir: Path, device: torch.device) -> dict:
     """torch.profiler on one training step (forward, backward, AdamW) of the training model, fp32 and bf16.
 
-    Reports the operators with the most self time, the step's time and FLOP/s, and the ceiling of
-    an n × n matrix product in the same precision, measured in the same run.
+    Reports the operators with the most self time, the step's time (median of 3) and FLOP/s, and
+    the ceiling of an n × n matrix product in the same precision, measured in the same run. On a
+    CPU the bf16 step is also profiled with attention in bf16, the layout before the profile.
     """
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
 
     c = preset.train_model
     out = {"batch": preset.profile_batch, "ceilings": {}, "steps": {}}
-    for name in ("fp32", "bf16"):
-        if resolve(name, device)[0] != name:
+    entries = [("fp32", "fp32", True), ("bf16", "bf16", True)]
+    if device.type == "cpu":  # the package's bf16 step computes attention in fp32 on a CPU: profile both
+        entries.append(("bf16, attention also in bf16", "bf16", False))
+    for name, precision, attention_fp32 in entries:
+        if resolve(precision, device)[0] != precision:
             out["steps"][name] = {"skipped": "no bf16 instructions"}
             continue
-        dtype = torch.float32 if name == "fp32" else torch.bfloat16
-        out["ceilings"][name] = matmul_ceiling(preset.matmul_size, dtype, device)
+        dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+        if precision not in out["ceilings"]:
+            out["ceilings"][precision] = matmul_ceiling(preset.matmul_size, dtype, device)
         model = _build("package", c, device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         xt = torch.randn(preset.profile_batch, c.in_channels, c.image_size, c.image_size, device=device)
         t = torch.randint(0, SCHEDULE_T, (preset.profile_batch,), device=device)
-        autocast = precision_autocast(device, name)
+        autocast = precision_autocast(device, precision)
 
         def step():
             with autocast:
@@ -422,28 +433,37 @@ def profile_case(preset: Preset, workdir: Path, device: torch.device) -> dict:
             loss.backward()
             optimizer.step()
 
-        with FlopCounterMode(display=False) as counter:
-            step()
-        flops = counter.get_total_flops()
-        step()  # warm-up
-        _sync(device)
-        start = time.perf_counter()
-        step()
-        _sync(device)
-        seconds = time.perf_counter() - start
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-        with profile(activities=activities) as prof:
-            step()
-            _sync(device)
+        before = unet_module.ATTENTION_FP32_ON_CPU
+        unet_module.ATTENTION_FP32_ON_CPU = attention_fp32
+        try:
+            with FlopCounterMode(display=False) as counter:
+                step()
+            flops = counter.get_total_flops()
+            step()  # warm-up
+            times = []
+            for _ in range(3):
+                _sync(device)
+                start = time.perf_counter()
+                step()
+                _sync(device)
+                times.append(time.perf_counter() - start)
+            seconds = statistics.median(times)
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+            with profile(activities=activities) as prof:
+                step()
+                _sync(device)
+        finally:
+            unet_module.ATTENTION_FP32_ON_CPU = before
         events = prof.key_averages()
         key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
         total = sum(getattr(e, key) for e in events)
         top = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:10]
         out["steps"][name] = {
+            "precision": precision,
             "seconds": seconds,
             "flops": flops,
             "flops_per_s": flops / seconds,
-            "share_of_ceiling": flops / seconds / out["ceilings"][name],
+            "share_of_ceiling": flops / seconds / out["ceilings"][precision],
             "top": [{"op": e.key, "self_ms": getattr(e, key) / 1000, "share": getattr(e, key) / total,
                      "calls": e.count} for e in top],
         }

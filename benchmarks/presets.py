@@ -19,6 +19,7 @@ class Variant:
     precision: str = "fp32"  # TrainConfig.precision: "fp32", "bf16", "fp16" (CUDA) or "auto"
     channels_last: bool = False  # TrainConfig.channels_last
     compile: bool = False  # TrainConfig.compile
+    attention_fp32_on_cpu: bool = True  # ddpm_utils.models.unet.ATTENTION_FP32_ON_CPU during the row
 
 
 FP32 = Variant("fp32", "package step, fp32")
@@ -28,6 +29,8 @@ CPU_VARIANTS = (
     FP32,
     Variant("fp32-cl", "package step, fp32, channels_last", channels_last=True),
     BF16,
+    Variant("bf16-attn-bf16", "package step, bf16 autocast, attention also in bf16", precision="bf16",
+            attention_fp32_on_cpu=False),
     Variant("bf16-cl", "package step, bf16 autocast, channels_last", precision="bf16", channels_last=True),
     Variant("bf16-compile", "package step, bf16 autocast, torch.compile", precision="bf16", compile=True),
     AUTO,

@@ -248,10 +248,10 @@ def profile_md(results: dict) -> str:
             rows.append([name, "—", "—", "—", "—", step["skipped"]])
             continue
         rows.append([name, f"{1000 * step['seconds']:,.0f}", f"{step['flops'] / 1e9:,.0f}",
-                     f"{step['flops_per_s'] / 1e9:,.0f}", f"{r['ceilings'][name] / 1e9:,.0f}",
+                     f"{step['flops_per_s'] / 1e9:,.0f}", f"{r['ceilings'][step.get('precision', name)] / 1e9:,.0f}",
                      f"{step['share_of_ceiling']:.0%}"])
     n = results["config"].get("matmul_size")
-    parts.append(table(["precision", "ms per step", "GFLOP per step", "GFLOP/s achieved",
+    parts.append(table(["step", "ms per step (median of 3)", "GFLOP per step", "GFLOP/s achieved",
                         f"GFLOP/s of a {n}² matrix product", "share of that ceiling"], rows))
     for name, step in r["steps"].items():
         if "skipped" in step:
@@ -338,7 +338,9 @@ def findings_md(results: dict) -> str:
         lines.append("- **bf16 autocast against float32**: " + _compare(bf16, fp32, "bf16", "fp32") + ".")
     if auto:
         lines.append(f"- **`precision=\"auto\"`** chose {auto['precision']}: {auto['precision_note'].split(' — ', 1)[-1]}.")
-    for variant, base, what in (("fp32-cl", "fp32", "channels_last, float32"), ("bf16-cl", "bf16", "channels_last, bf16"),
+    for variant, base, what in (("bf16", "bf16-attn-bf16", "attention in float32 inside the bf16 step (the "
+                                 "package's default on a CPU) against attention in bf16"),
+                                ("fp32-cl", "fp32", "channels_last, float32"), ("bf16-cl", "bf16", "channels_last, bf16"),
                                 ("bf16-compile", "bf16", "torch.compile, bf16")):
         a, b = get(f"train/{variant}"), get(f"train/{base}")
         if a and b:
@@ -350,10 +352,12 @@ def findings_md(results: dict) -> str:
             if "skipped" in step:
                 continue
             top = step["top"][0]
-            lines.append(f"- **Where a {name} step's time goes**: {step['flops_per_s'] / 1e9:,.0f} GFLOP/s, "
-                         f"{step['share_of_ceiling']:.0%} of this machine's {name} matrix-product ceiling "
-                         f"({profile['ceilings'][name] / 1e9:,.0f} GFLOP/s); the largest operator by self time is "
-                         f"`{top['op']}` ({top['share']:.0%} of the step).")
+            attention = sum(e["share"] for e in step["top"] if "scaled_dot_product" in e["op"])
+            lines.append(f"- **Where the time goes, {name} step**: {step['flops_per_s'] / 1e9:,.0f} GFLOP/s, "
+                         f"{step['share_of_ceiling']:.0%} of this machine's {step.get('precision', name)} "
+                         f"matrix-product ceiling ({profile['ceilings'][step.get('precision', name)] / 1e9:,.0f} "
+                         f"GFLOP/s); the largest operator by self time is `{top['op']}` ({top['share']:.0%} of the "
+                         f"step), attention forward and backward take {attention:.0%}.")
     quality = {p: get(f"quality/{p}") for p in results["config"].get("compared_precisions", ())}
     if quality.get("fp32") and quality.get("bf16"):
         a, b = quality["fp32"], quality["bf16"]

@@ -268,6 +268,35 @@ def test_unet_runs_under_bf16_autocast():
     out.float().square().mean().backward()  # backward through the autocast graph works too
 
 
+@pytest.mark.parametrize("fp32_on_cpu", [True, False])
+def test_unet_attention_precision_under_cpu_bf16_autocast(monkeypatch, fp32_on_cpu):
+    """ATTENTION_FP32_ON_CPU: softmax(qkᵀ/√d) v gets fp32 q, k, v inside a bf16 step on a CPU, and
+    returns bf16 to the rest of the block; switched off, the attention kernel sees bf16."""
+    from ddpm_utils.models import unet as unet_module
+
+    monkeypatch.setattr(unet_module, "ATTENTION_FP32_ON_CPU", fp32_on_cpu)
+    seen = []
+    kernel = unet_module.F.scaled_dot_product_attention
+
+    def recording(q, k, v):
+        seen.append((q.dtype, k.dtype, v.dtype, torch.is_autocast_enabled("cpu")))
+        return kernel(q, k, v)
+
+    monkeypatch.setattr(unet_module.F, "scaled_dot_product_attention", recording)
+    model = tiny_unet(image_size=16, attention=True)
+    perturb_final_conv(model)
+    x, t = batch(model.config)
+    expected = model(x, t)
+    seen.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, t)
+    dtype = torch.float32 if fp32_on_cpu else torch.bfloat16
+    assert seen and all(s == (dtype, dtype, dtype, not fp32_on_cpu) for s in seen)
+    assert torch.isfinite(out).all()
+    assert (out.float() - expected).abs().mean() < 0.05 * expected.abs().mean()
+    out.float().square().mean().backward()
+
+
 def test_gradients_reach_every_parameter():
     model = tiny_unet(num_classes=10)
     perturb_final_conv(model)
