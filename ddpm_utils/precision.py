@@ -147,20 +147,52 @@ class PrecisionModel:
             return self.model(*args, **kwargs).float()
 
 
+# What "auto" chose, per network, input shape and device, in this Python session (training and
+# sampling): a later run or sampler call with the same reuses it instead of timing again.
+CHOICES: dict[tuple, PrecisionChoice] = {}
+
+
+def forget_choices() -> None:
+    """Make the next ``precision="auto"`` run or sampler call time its candidates again."""
+    CHOICES.clear()
+
+
+def network_key(model) -> tuple:
+    """What identifies a network's cost: its wrappers' types (guidance, respacing), the network's type,
+    configuration and parameter count."""
+    chain = []
+    for _ in range(8):  # unwrap ClassifierFreeGuidance, RespacedModel, PrecisionModel, … to the network
+        chain.append(type(model).__qualname__)
+        inner = getattr(model, "model", None)
+        if inner is None or inner is model:
+            break
+        model = inner
+    parameters = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else 0
+    return (*chain, repr(getattr(model, "config", None)), parameters)
+
+
+def reused(choice: PrecisionChoice, what: str) -> PrecisionChoice:
+    return PrecisionChoice(choice.precision, choice.seconds, f"{choice.reason} (timed on an earlier {what})")
+
+
 def sampling_precision(model, precision: str, xT: torch.Tensor, t_first: int) -> tuple[object, PrecisionChoice]:
     """The model a sampler calls under ``precision``; with ``"auto"``, timed on the sampler's own x_T.
 
     ``"auto"`` times ``model(x_T, t_first)`` (one warm-up and three timed calls per candidate,
-    outside the chain: x_T is not changed), then wraps the model in the fastest precision.
+    outside the chain: x_T is not changed), then wraps the model in the fastest precision. A later
+    call with the same network and x_T shape in the same Python session reuses the choice.
     """
     device = xT.device
-    if precision == "auto":
+    key = ("sample", *network_key(model), tuple(xT.shape), str(device))
+    if precision == "auto" and key in CHOICES:
+        choice = reused(CHOICES[key], "call with this network and batch")
+    elif precision == "auto":
         options = candidates(device)
         if len(options) == 1:
             choice = unmeasured(device, "")
         else:
             t = torch.full((xT.shape[0],), t_first, device=device, dtype=torch.long)
-            choice = choose(time_calls(lambda: model(xT, t), device, options), unit="call")
+            choice = CHOICES[key] = choose(time_calls(lambda: model(xT, t), device, options), unit="call")
     else:
         resolved, note = resolve(precision, device)
         if note:

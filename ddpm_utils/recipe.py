@@ -138,20 +138,26 @@ def _network(image_shape, num_classes) -> UNetConfig:
 
 def measure_images_per_s(unet: UNetConfig, batch_size: int, device: torch.device | str | None = None,
                          steps: int = 3) -> float:
-    """Training images per second of ``UNet(unet)`` at ``batch_size`` on ``device``: a few timed steps of
-    :func:`~ddpm_utils.training.train` on random images, after one warm-up step."""
+    """Training images per second of ``UNet(unet)`` at ``batch_size`` on ``device``, in the precision that
+    ``precision="auto"`` would train in: a few timed steps of :func:`~ddpm_utils.training.train` on random
+    images in each candidate precision, after one warm-up step each, and the rate of the one chosen."""
     from .models import UNet
+    from .precision import candidates, choose
     from .training import train
 
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(0)
-    model = UNet(unet).to(device)
     images = torch.rand(batch_size, unet.in_channels, unet.image_size, unet.image_size, device=device) * 2 - 1
     labels = torch.zeros(batch_size, dtype=torch.long, device=device) if unet.num_classes else None
-    config = TrainConfig(steps=1 + steps, batch_size=batch_size, check_every=1, ema_decay=0.0)
-    result = train(model, make_schedule("linear").to(device), images, config, labels=labels, progress=False)
-    marks = dict(result.timeline)
-    return batch_size * steps / (marks[1 + steps] - marks[1])
+    seconds = {}
+    for precision in candidates(device):
+        torch.manual_seed(0)
+        model = UNet(unet).to(device)
+        config = TrainConfig(steps=1 + steps, batch_size=batch_size, check_every=1, ema_decay=0.0,
+                             precision=precision)
+        result = train(model, make_schedule("linear").to(device), images, config, labels=labels, progress=False)
+        marks = dict(result.timeline)
+        seconds[precision] = (marks[1 + steps] - marks[1]) / steps
+    return batch_size / seconds[choose(seconds).precision]
 
 
 def plan_run(

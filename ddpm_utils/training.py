@@ -25,7 +25,19 @@ from torch import Tensor, nn
 
 from .losses import check_decoder_data, l_simple, vlb_terms
 from .precision import cpu_has_native_bf16  # noqa: F401  (re-exported: training.cpu_has_native_bf16)
-from .precision import PrecisionChoice, autocast, candidates, check_precision, choose, resolve, unmeasured
+from .precision import (
+    CHOICES,
+    PrecisionChoice,
+    autocast,
+    candidates,
+    check_precision,
+    choose,
+    forget_choices,
+    network_key,
+    resolve,
+    reused,
+    unmeasured,
+)
 from .reverse import VARIANCES
 from .schedules import Schedule, schedule_from_betas
 from .targets import check_target, check_x0_recoverable
@@ -113,7 +125,19 @@ class TrainResult(NamedTuple):
     precision_note: str = ""  # why: what "auto" measured, or the fallback taken
 
 
-def _trial(config: TrainConfig, device: torch.device) -> tuple[list[str], PrecisionChoice | None]:
+def forget_precision_choices() -> None:
+    """Make the next ``precision="auto"`` run (or sampler call) time its candidates again, whatever ran before."""
+    forget_choices()
+
+
+def _auto_key(model: nn.Module, data: Tensor, config: TrainConfig, device: torch.device, labelled: bool) -> tuple:
+    # a later "auto" run of the same network on the same batch reuses the choice, so that the runs a
+    # notebook compares train in one precision (and only the first pays for the trial)
+    return ("train", *network_key(model), tuple(data.shape[1:]), config.batch_size, str(device),
+            config.channels_last, config.compile, config.loss, labelled)
+
+
+def _trial(config: TrainConfig, device: torch.device, key: tuple) -> tuple[list[str], PrecisionChoice | None]:
     """The precision of each trial step of ``"auto"`` (one warm-up, then ``auto_trial_steps`` timed, per
     candidate), or no trial and the choice already made."""
     if config.precision != "auto":
@@ -121,6 +145,8 @@ def _trial(config: TrainConfig, device: torch.device) -> tuple[list[str], Precis
         if note:
             warnings.warn(note, stacklevel=3)
         return [], PrecisionChoice(precision, {}, note or "as configured")
+    if key in CHOICES:
+        return [], reused(CHOICES[key], "run of this model and batch")
     options = candidates(device)
     per_candidate = 1 + config.auto_trial_steps
     if len(options) == 1:
@@ -151,8 +177,11 @@ def train(
     ``config.auto_trial_steps`` timed steps, all of them real training steps, and the rest of the run
     uses the fastest, unless it beats float32 by less than 5 %. ``result.precision`` and
     ``result.precision_note`` say what was chosen and why; with ``progress`` the note is printed.
-    Where two candidates are close, "auto" can choose differently from run to run: set the
-    precision explicitly for bit-for-bit repeatable runs.
+    A later "auto" run of the same model configuration on the same batch shape and device, in the
+    same Python session, reuses the choice without a trial (:func:`forget_precision_choices` resets
+    it), so the runs a notebook compares train in one precision. Where two candidates are close,
+    "auto" can choose differently from session to session: set the precision explicitly for
+    bit-for-bit repeatable runs.
 
     With ``config.loss="vlb"`` each example's loss is its term of the bound at its t (KL for
     t ≥ 1, the discretised decoder at t = 0, so the data must be 8-bit values in [-1, 1]) times T:
@@ -199,7 +228,8 @@ def train(
     )
     ema = EMA(model, config.ema_decay)
     net = torch.compile(model) if config.compile else model
-    trial, choice = _trial(config, device)  # "auto": the first steps time each candidate precision
+    key = _auto_key(model, data, config, device, labels is not None)
+    trial, choice = _trial(config, device, key)  # "auto": the first steps time each candidate precision
     precision = trial[0] if trial else choice.precision
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and "fp16" in (trial or [precision]) else None
     trial_times: dict[str, list[float]] = {p: [] for p in trial}
@@ -214,6 +244,8 @@ def train(
 
         steps = bar = tqdm(steps, desc="training", unit="step")
     timeline: list[tuple[int, float]] = []
+    if bar is not None and config.precision == "auto" and not trial:
+        bar.write(str(choice))
     model.train()
     start = time.perf_counter()
     for step in steps:
@@ -223,7 +255,7 @@ def train(
                 torch.cuda.synchronize(device)
             step_start = time.perf_counter()
         elif step == len(trial) and trial:  # the trial is over: keep the fastest
-            choice = choose({p: statistics.median(ts) for p, ts in trial_times.items()})
+            choice = CHOICES[key] = choose({p: statistics.median(ts) for p, ts in trial_times.items()})
             precision = choice.precision
             if bar is not None:
                 bar.write(str(choice))

@@ -10,10 +10,18 @@ import ddpm_utils.precision as precision
 from ddpm_utils.models import UNet, UNetConfig
 from ddpm_utils.precision import MARGIN, PrecisionModel, candidates, choose, resolve, sampling_precision
 from ddpm_utils.samplers import SAMPLERS
-from ddpm_utils.training import TrainConfig, train
+from ddpm_utils.training import TrainConfig, forget_precision_choices, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def fresh_choices():
+    """Every test starts with no earlier "auto" choice in the session."""
+    forget_precision_choices()
+    yield
+    forget_precision_choices()
 
 
 # --- the choice on fake timings ------------------------------------------------------------------
@@ -111,6 +119,29 @@ def test_auto_follows_the_timings_it_measures(monkeypatch):
     assert result.precision == "bf16" and "3.00× float32's speed" in result.precision_note
 
 
+def test_auto_reuses_its_choice_for_the_same_model_and_batch(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    import ddpm_utils.training as training
+
+    seen = []
+    real_autocast = training.autocast
+
+    def recording(device, p):
+        seen.append(p)
+        return real_autocast(device, p)
+
+    monkeypatch.setattr(training, "autocast", recording)
+    first = train(_unet(), SCHEDULE, IMAGES, TrainConfig(steps=12, batch_size=8), progress=False)
+    assert seen[:8] == ["fp32"] * 4 + ["bf16"] * 4  # the trial: one warm-up and three timed steps each
+    seen.clear()
+    again = train(_unet(), SCHEDULE, IMAGES, TrainConfig(steps=12, batch_size=8, seed=1), progress=False)
+    assert seen == [first.precision] * 12 and again.precision == first.precision
+    assert "earlier run" in again.precision_note
+    seen.clear()
+    other_batch = train(_unet(), SCHEDULE, IMAGES, TrainConfig(steps=12, batch_size=4), progress=False)
+    assert seen[:8] == ["fp32"] * 4 + ["bf16"] * 4 and "earlier run" not in other_batch.precision_note
+
+
 def test_auto_without_enough_steps_or_candidates_trains_in_fp32(monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     short = train(_unet(), SCHEDULE, IMAGES, TrainConfig(steps=8, batch_size=8), progress=False)
@@ -169,5 +200,23 @@ def test_sampling_auto_times_the_first_call_without_moving_x_T(monkeypatch):
     wrapped, choice = sampling_precision(model, "auto", xT, 49)
     assert choice.precision == "bf16" and isinstance(wrapped, PrecisionModel) and torch.equal(xT, before)
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    forget_precision_choices()
     unwrapped, choice = sampling_precision(model, "auto", xT, 49)
     assert unwrapped is model and choice.precision == "fp32"
+
+
+def test_sampling_auto_times_once_per_network_and_batch_shape(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    timed = []
+
+    def fake_time_calls(fn, device, options, repeats=3):
+        timed.append(options)
+        return {"fp32": 2.0, "bf16": 1.0}
+
+    monkeypatch.setattr(precision, "time_calls", fake_time_calls)
+    model = Recording()
+    first = sampling_precision(model, "auto", torch.randn(4, 2), 49)[1]
+    again = sampling_precision(model, "auto", torch.randn(4, 2), 10)[1]
+    assert len(timed) == 1 and again.precision == first.precision == "bf16" and "earlier" in again.reason
+    sampling_precision(model, "auto", torch.randn(8, 2), 49)  # another batch shape: timed again
+    assert len(timed) == 2

@@ -111,3 +111,23 @@ def test_measure_images_per_s_times_real_training_steps():
     tiny = du.models.UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention=False)
     rate = measure_images_per_s(tiny, 4, "cpu", steps=2)
     assert math.isfinite(rate) and rate > 0
+
+
+@pytest.mark.parametrize("bf16_instructions, expected", [(True, 4 / 1.0), (False, 4 / 3.0)])
+def test_measure_images_per_s_reports_the_precision_auto_would_choose(monkeypatch, bf16_instructions, expected):
+    # a clock under the test's control: a bf16 step "takes" 1 s, a float32 step 3 s
+    import ddpm_utils.precision as precision
+    import ddpm_utils.training as training
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: bf16_instructions)
+    clock = {"now": 0.0}
+    real_autocast = training.autocast
+
+    def timed_autocast(device, p):
+        clock["now"] += 1.0 if p == "bf16" else 3.0
+        return real_autocast(device, p)
+
+    monkeypatch.setattr(training, "autocast", timed_autocast)
+    monkeypatch.setattr(training.time, "perf_counter", lambda: clock["now"])
+    tiny = du.models.UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention=False)
+    assert measure_images_per_s(tiny, 4, "cpu", steps=2) == pytest.approx(expected)
