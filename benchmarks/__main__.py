@@ -105,6 +105,26 @@ def run(preset: Preset, out: Path | None, isolate: bool = True, only: list[str] 
     return results
 
 
+def update(results: dict, out: Path, why: str) -> dict:
+    """Merge a run of some cases into the committed run at ``out``, on the same machine and software.
+
+    The cases run together replace the old ones as a group (a sampler row and the model it samples
+    come from the same run), and the merged results record which cases were re-measured, when and why.
+    """
+    committed = json.loads((out / "results.json").read_text())
+    same = ("device", "cpu_count", "torch", "python")
+    if committed["preset"] != results["preset"] or any(committed["machine"][k] != results["machine"][k] for k in same):
+        raise SystemExit(f"--update needs the same preset, device and software as {out / 'results.json'}")
+    committed["cases"].update(results["cases"])
+    committed.setdefault("updates", []).append({"cases": sorted(results["cases"]), "date": results["date"],
+                                                "wall_seconds": results["wall_seconds"], "why": why})
+    sources = {r["data_source"] for r in committed["cases"].values() if "data_source" in r}
+    committed["data_source"] = "; ".join(sorted(sources)) or "no data loaded"
+    committed["summary"] = summary(committed)
+    write(committed, out)
+    return committed
+
+
 def write(results: dict, out: Path) -> None:
     """``out/results.json`` and one Markdown file per table (the book's page includes them)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -119,10 +139,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="sizes to run (default: full with CUDA, else cpu)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the results (default: results/PRESET)")
     parser.add_argument("--only", nargs="*", help="run only the cases whose names start with these")
+    parser.add_argument("--update", metavar="WHY", help="with --only: re-measure those cases and merge them into "
+                        "the committed run of this preset, recording WHY (same machine and software only)")
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset or default_preset()]
     out = args.out or RESULTS / preset.name
-    results = run(preset, out, only=args.only)
+    if args.update and not args.only:
+        parser.error("--update needs --only: the cases to re-measure")
+    results = run(preset, None if args.update else out, only=args.only)
+    if args.update:
+        results = update(results, out, args.update)
     for name, text in fragments(results).items():
         print(f"\n## {name}\n\n{text}", end="")
     print(f"\nWrote {out / 'results.json'} and the tables as Markdown beside it.")

@@ -67,7 +67,7 @@ def summary(results: dict) -> dict:
     if _ok(diffusers_textbook) and _ok(package):
         out["diffusers_textbook_loop"] = diffusers_textbook["ms_per_step"] / package["ms_per_step"]
     if _ok(ddpm) and _ok(ddim50):
-        out["ddim50_speedup"] = ddpm["mean_seconds"] / ddim50["mean_seconds"]
+        out["ddim50_speedup"] = _batch_seconds(ddpm) / _batch_seconds(ddim50)
         out["ddim50_frechet_ratio"] = ddim50["frechet"] / ddpm["frechet"]
     if _ok(imports):
         out["import_seconds"] = imports["ddpm_utils_seconds"]
@@ -86,6 +86,11 @@ def summary(results: dict) -> dict:
         goals["gpu_frechet_over_floor"] = lambda x: x <= TARGETS["gpu_frechet_over_floor"]
     out["met"] = {key: ok(out[key]) if key in out else None for key, ok in goals.items()}
     return out
+
+
+def _batch_seconds(r: dict) -> float:
+    """A sampler row's seconds per batch: the median over its batches (the mean in runs before repeats)."""
+    return r.get("median_seconds", r["mean_seconds"])
 
 
 def _f(x: float | None, digits: int = 1) -> str:
@@ -112,6 +117,11 @@ def machine_md(results: dict) -> str:
         f"- **Data**: {results['data_source']}",
         f"- **Run**: preset `{results['preset']}`, {results['date']}, {results['wall_seconds'] / 60:.1f} min in all",
     ]
+    for u in results.get("updates", []):
+        groups = sorted({name.split("/")[0] for name in u["cases"]})
+        lines.append(f"- **Re-measured** on {u['date']}, in a second run on the same machine "
+                     f"({u['wall_seconds'] / 60:.1f} min): the {', '.join(groups)} cases ({len(u['cases'])} rows), "
+                     f"because {u['why']}")
     return "\n".join(lines)
 
 
@@ -211,7 +221,7 @@ def sampling_md(results: dict) -> str:
             spread,
             _f(r["ms_per_step"], 1),
             _f(predicted, 2),
-            f"{ddpm['mean_seconds'] / r['mean_seconds']:.1f}×" if _ok(ddpm) else "—",
+            f"{_batch_seconds(ddpm) / _batch_seconds(r):.1f}×" if _ok(ddpm) else "—",
             f"{r['frechet']:.1f} ({r['frechet'] / ddpm['frechet']:.2f}×)" if _ok(ddpm) else f"{r['frechet']:.1f}",
             f"{r['floor']:.1f}",
             _mb(r),
@@ -334,8 +344,16 @@ def findings_md(results: dict) -> str:
     if textbook and fp32:
         lines.append("- **Textbook loop against the package's step, both float32**: "
                      + _compare(fp32, textbook, "package", "textbook") + ".")
+    resident = get("train/textbook-resident")
+    if textbook and resident:
+        lines.append("- **The textbook loop with its data transformed once and kept in memory**: "
+                     + _compare(resident, textbook, "in memory", "per-image pipeline") + ".")
     if fp32 and bf16:
-        lines.append("- **bf16 autocast against float32**: " + _compare(bf16, fp32, "bf16", "fp32") + ".")
+        memory = ""
+        if all(r.get("peak_rss_mb") and r.get("baseline_rss_mb") for r in (fp32, bf16)):
+            memory = (f"; the step adds {bf16['peak_rss_mb'] - bf16['baseline_rss_mb']:,.0f} MiB of memory in bf16 "
+                      f"against {fp32['peak_rss_mb'] - fp32['baseline_rss_mb']:,.0f} in float32")
+        lines.append("- **bf16 autocast against float32**: " + _compare(bf16, fp32, "bf16", "fp32") + memory + ".")
     if auto:
         lines.append(f"- **`precision=\"auto\"`** chose {auto['precision']}: {auto['precision_note'].split(' — ', 1)[-1]}.")
     for variant, base, what in (("bf16", "bf16-attn-bf16", "attention in float32 inside the bf16 step (the "
@@ -365,6 +383,21 @@ def findings_md(results: dict) -> str:
                      f"{a['final_loss']:.4f} in float32 against {b['final_loss']:.4f} in bf16 (spread over the last "
                      f"steps ± {max(a['final_loss_sd'], b['final_loss_sd']):.4f}); Fréchet distance "
                      f"{a['frechet']:.1f} against {b['frechet']:.1f} (floor {a['floor']:.1f}).")
+    rec = results["recommended"]
+    for diffusers, package, loop in ((get(f"train/diffusers-{rec}"), get(f"train/{rec}"), "the package's step"),
+                                     (get("train/diffusers-textbook"), textbook, "the textbook loop")):
+        if diffusers and package:
+            lines.append(f"- **diffusers' UNet2DModel against the package's UNet, in {loop}**: "
+                         + _compare(diffusers, package, "diffusers", "package") + ".")
+    ddpm = get("sample/ddpm-1000")
+    for kind, steps in results["config"].get("samplers", ()):
+        r = get(f"sample/{kind}-{steps}")
+        if ddpm and r and r is not ddpm:
+            lines.append(f"- **{_sampler_name(kind, steps)} against DDPM-1000**: {_batch_seconds(r):.2f} s against "
+                         f"{_batch_seconds(ddpm):.1f} s per {results['config']['sample_batch']} images (medians), "
+                         f"{_batch_seconds(ddpm) / _batch_seconds(r):.1f}× faster for {1000 / steps:.0f}× fewer "
+                         f"network calls, at {r['frechet'] / ddpm['frechet']:.2f}× DDPM-1000's Fréchet distance "
+                         f"({r['frechet']:.1f} against {ddpm['frechet']:.1f}, real digits at {ddpm['floor']:.1f}).")
     samplers = {p: get(f"sample/ddim-50@{p}") for p in results["config"].get("compared_precisions", ())}
     if samplers.get("fp32") and samplers.get("bf16"):
         a, b = samplers["fp32"], samplers["bf16"]

@@ -13,7 +13,7 @@ import torch
 
 import ddpm_utils as du
 from benchmarks import report
-from benchmarks.__main__ import _run_isolated, run
+from benchmarks.__main__ import _run_isolated, run, update
 from benchmarks.cases import case_table, diffusers_twin
 from benchmarks.presets import PRESETS
 from benchmarks.textbook import MnistDigits, textbook_transform, to_uint8, train_textbook
@@ -152,6 +152,31 @@ def test_ci_preset_writes_json_and_every_table(ci_results):
     for name in report.FRAGMENTS:
         text = (out / f"{name}.md").read_text()
         assert text.strip() and "not run" not in text
+
+
+def test_update_merges_re_measured_cases_and_records_them(ci_results, tmp_path):
+    import copy
+
+    results, out = ci_results
+    committed = tmp_path / "ci"
+    committed.mkdir()
+    (committed / "results.json").write_text((out / "results.json").read_text())
+    again = copy.deepcopy(results)
+    again["cases"] = {"import": {**results["cases"]["import"], "ddpm_utils_seconds": 0.5}}
+    again["date"], again["wall_seconds"] = "2030-01-02", 90.0
+    merged = update(again, committed, "the import changed")
+    assert merged["cases"]["import"]["ddpm_utils_seconds"] == 0.5
+    assert set(merged["cases"]) == set(results["cases"])  # nothing else dropped or added
+    assert merged["updates"] == [{"cases": ["import"], "date": "2030-01-02", "wall_seconds": 90.0,
+                                  "why": "the import changed"}]
+    assert merged["summary"]["import_seconds"] == 0.5
+    machine_md = (committed / "machine.md").read_text()
+    assert "Re-measured** on 2030-01-02" in machine_md and "because the import changed" in machine_md
+    assert json.loads((committed / "results.json").read_text()) == merged
+    other = copy.deepcopy(again)
+    other["machine"]["device"] = "another CPU"
+    with pytest.raises(SystemExit, match="same preset, device and software"):
+        update(other, committed, "a different machine")
 
 
 def test_import_probe_reports_heavy_modules(ci_results):
