@@ -146,8 +146,8 @@ def training_md(results: dict) -> str:
     textbook, fp32 = cases.get("train/textbook"), cases.get("train/fp32")
     rows = []
     names = ["train/textbook", "train/textbook-resident", *(f"train/{v}" for v in results["variants"])]
-    labels = {"train/textbook": "textbook loop (DataLoader, 2 workers; fp32; state_dict EMA)",
-              "train/textbook-resident": "textbook loop, data transformed once and kept in memory",
+    labels = {"train/textbook": "textbook loop (DataLoader, fp32, state_dict EMA)",
+              "train/textbook-resident": "textbook loop, data transformed once, in memory",
               **{f"train/{k}": v for k, v in results["variant_labels"].items()}}
     for name in names:
         r = cases.get(name)
@@ -171,9 +171,9 @@ def training_md(results: dict) -> str:
             _f(r.get("first_steps_seconds"), 1) if "first_steps_seconds" in r else "—",
         ])
     repeats = config.get("repeats", 1)
-    header = ["training step", "ms/step (median)", f"images/s, median (min–max of {repeats})", "vs textbook",
-              "differs from fp32 beyond the spread", "GFLOP/s" + (" (of bf16 peak)" if peak else ""),
-              "peak MiB (+ over start)", "warm-up s (cold compile, auto's trial)"]
+    header = ["training step", "ms/step", f"images/s (min–max of {repeats})", "vs textbook",
+              "≠ fp32 beyond spread", "GFLOP/s" + (" (of bf16 peak)" if peak else ""),
+              "peak MiB (+ over start)", "warm-up s"]
     return table(header, rows)
 
 
@@ -207,7 +207,7 @@ def sampling_md(results: dict) -> str:
         r = cases.get(key)
         name = _sampler_name(kind, steps)
         if not _ok(r):
-            rows.append([name, "—", str(steps), *(["—"] * 6), (r or {}).get("skipped") or (r or {}).get("error", "not run")])
+            rows.append([name, "—", str(steps), *(["—"] * 5), (r or {}).get("skipped") or (r or {}).get("error", "not run")])
             continue
         precision = r.get("precision", "fp32")
         shown = f"{precision} → {r['chosen']}" if precision == "auto" else r.get("chosen", precision)
@@ -223,12 +223,13 @@ def sampling_md(results: dict) -> str:
             _f(predicted, 2),
             f"{_batch_seconds(ddpm) / _batch_seconds(r):.1f}×" if _ok(ddpm) else "—",
             f"{r['frechet']:.1f} ({r['frechet'] / ddpm['frechet']:.2f}×)" if _ok(ddpm) else f"{r['frechet']:.1f}",
-            f"{r['floor']:.1f}",
             _mb(r),
         ])
     b, n = config["sample_batch"], config["sample_batches"]
-    header = ["sampler", "precision", "model calls", f"s per {b} images, median (min–max of {n})", "ms per call",
-              "calls × DDPM's ms per call, s", "speed-up", "Fréchet (vs DDPM-1000)", "floor", "peak MiB (+ over start)"]
+    floors = {f"{cases[k]['floor']:.1f}" for k, _, _ in keys if _ok(cases.get(k))}
+    frechet_header = "Fréchet (vs DDPM-1000)" + (f"; real digits {floors.pop()}" if len(floors) == 1 else "")
+    header = ["sampler", "precision", "model calls", f"s per {b} images (min–max of {n})", "ms per call",
+              "calls × DDPM's ms per call, s", "speed-up", frechet_header, "peak MiB (+ over start)"]
     return table(header, rows)
 
 
