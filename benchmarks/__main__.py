@@ -49,6 +49,19 @@ def machine(device: torch.device) -> dict:
     }
 
 
+def source_commit() -> str:
+    """The git commit the benchmark's code came from, with "+ changes" when the checkout differs from it."""
+    root = Path(__file__).parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                              cwd=root, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=root, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head + (" + uncommitted changes" if dirty else "")
+
+
 def _run_isolated(name: str, preset: Preset, workdir: Path) -> dict:
     """One case in a fresh interpreter; its last line is ``RESULT {json}``."""
     cmd = [sys.executable, "-m", "benchmarks.cases", name, "--preset", preset.name, "--workdir", str(workdir)]
@@ -72,6 +85,7 @@ def run(preset: Preset, out: Path | None, isolate: bool = True, only: list[str] 
     results = {
         "preset": preset.name,
         "date": datetime.date.today().isoformat(),
+        "commit": source_commit(),
         "device_type": device.type,
         "machine": machine(device),
         "config": dataclasses.asdict(preset),
@@ -112,11 +126,13 @@ def update(results: dict, out: Path, why: str) -> dict:
     come from the same run), and the merged results record which cases were re-measured, when and why.
     """
     committed = json.loads((out / "results.json").read_text())
-    same = ("device", "cpu_count", "torch", "python")
-    if committed["preset"] != results["preset"] or any(committed["machine"][k] != results["machine"][k] for k in same):
+    same = ("device", "bf16_instructions", "cpu_count", "torch", "python")
+    if committed["preset"] != results["preset"] or any(committed["machine"].get(k) != results["machine"].get(k)
+                                                       for k in same):
         raise SystemExit(f"--update needs the same preset, device and software as {out / 'results.json'}")
     committed["cases"].update(results["cases"])
     committed.setdefault("updates", []).append({"cases": sorted(results["cases"]), "date": results["date"],
+                                                "commit": results.get("commit"),
                                                 "wall_seconds": results["wall_seconds"], "why": why})
     sources = {r["data_source"] for r in committed["cases"].values() if "data_source" in r}
     committed["data_source"] = "; ".join(sorted(sources)) or "no data loaded"

@@ -25,7 +25,7 @@ from ddpm_utils.data import ImageData, load_mnist
 from ddpm_utils.models import UNet, UNetConfig, count_parameters
 from ddpm_utils.models import unet as unet_module
 from ddpm_utils.precision import autocast as precision_autocast
-from ddpm_utils.precision import candidates, resolve
+from ddpm_utils.precision import candidates, resolve, trial_order
 from ddpm_utils.samplers import SAMPLERS
 from ddpm_utils.training import TrainConfig, load_checkpoint, save_checkpoint, train
 
@@ -117,7 +117,8 @@ def _warmup(preset: Preset, variant: Variant, device: torch.device) -> int:
     """Steps before the first timed window: the preset's warm-up, plus the trial of precision="auto"."""
     if variant.precision != "auto":
         return preset.warmup_steps
-    trial = len(candidates(device)) * (1 + TrainConfig().auto_trial_steps) if len(candidates(device)) > 1 else 0
+    options = candidates(device)
+    trial = len(trial_order(options, TrainConfig().auto_trial_steps)) if len(options) > 1 else 0
     return preset.warmup_steps + trial
 
 
@@ -383,7 +384,15 @@ def quality_case(preset: Preset, workdir: Path, device: torch.device, precision:
 # ---------------------------------------------------------------------------------------------
 
 
-def matmul_ceiling(n: int, dtype: torch.dtype, device: torch.device, repeats: int = 5) -> float:
+def matmul_reference(sizes: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> dict:
+    """FLOP/s of n × n matrix products in ``dtype`` for each n of ``sizes``, and the fastest: the
+    reference speed a step is compared with (not a hard ceiling: a convolution can beat it)."""
+    per_size = {str(n): matmul_flops(n, dtype, device) for n in sizes}
+    best = max(per_size, key=per_size.get)
+    return {"flops_per_s": per_size[best], "size": int(best), "per_size": per_size}
+
+
+def matmul_flops(n: int, dtype: torch.dtype, device: torch.device, repeats: int = 5) -> float:
     """FLOP/s of an n × n matrix product in ``dtype`` (median of ``repeats`` after a warm-up)."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
@@ -415,11 +424,17 @@ def profile_case(preset: Preset, workdir: Path, device: torch.device) -> dict:
         entries.append(("bf16, attention also in bf16", "bf16", False))
     for name, precision, attention_fp32 in entries:
         if resolve(precision, device)[0] != precision:
+            if "emulated_bf16" not in out:  # why "auto" does not even time bf16 here: one small product shows it
+                n = min(preset.matmul_sizes)
+                out["emulated_bf16"] = {"size": n, "flops_per_s": matmul_flops(n, torch.bfloat16, device, repeats=1),
+                                        "fp32_flops_per_s": matmul_flops(n, torch.float32, device)}
             out["steps"][name] = {"skipped": "no bf16 instructions"}
             continue
         dtype = torch.float32 if precision == "fp32" else torch.bfloat16
         if precision not in out["ceilings"]:
-            out["ceilings"][precision] = matmul_ceiling(preset.matmul_size, dtype, device)
+            reference = matmul_reference(preset.matmul_sizes, dtype, device)
+            out["ceilings"][precision] = reference["flops_per_s"]
+            out.setdefault("matmul", {})[precision] = reference
         model = _build("package", c, device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         xt = torch.randn(preset.profile_batch, c.in_channels, c.image_size, c.image_size, device=device)

@@ -22,25 +22,25 @@ class Variant:
     attention_fp32_on_cpu: bool = True  # ddpm_utils.models.unet.ATTENTION_FP32_ON_CPU during the row
 
 
-FP32 = Variant("fp32", "package step, fp32")
-BF16 = Variant("bf16", "package step, bf16 autocast", precision="bf16")
-AUTO = Variant("auto", 'package step, precision="auto"', precision="auto")
+FP32 = Variant("fp32", "package, fp32")
+BF16 = Variant("bf16", "package, bf16", precision="bf16")
+AUTO = Variant("auto", 'package, "auto"', precision="auto")
 CPU_VARIANTS = (
     FP32,
-    Variant("fp32-cl", "package step, fp32, channels_last", channels_last=True),
+    Variant("fp32-cl", "package, fp32, channels_last", channels_last=True),
     BF16,
-    Variant("bf16-attn-bf16", "package step, bf16 autocast, attention also in bf16", precision="bf16",
+    Variant("bf16-attn-bf16", "package, bf16, attention also in bf16", precision="bf16",
             attention_fp32_on_cpu=False),
-    Variant("bf16-cl", "package step, bf16 autocast, channels_last", precision="bf16", channels_last=True),
-    Variant("bf16-compile", "package step, bf16 autocast, torch.compile", precision="bf16", compile=True),
+    Variant("bf16-cl", "package, bf16, channels_last", precision="bf16", channels_last=True),
+    Variant("bf16-compile", "package, bf16, torch.compile", precision="bf16", compile=True),
     AUTO,
 )
 GPU_VARIANTS = (
     FP32,
-    Variant("fp16", "package step, fp16 autocast + GradScaler (forced, as on a T4)", precision="fp16"),
+    Variant("fp16", "package, fp16 + GradScaler (forced, as on a T4)", precision="fp16"),
     BF16,
-    Variant("bf16-cl", "package step, bf16 autocast, channels_last", precision="bf16", channels_last=True),
-    Variant("bf16-cl-compile", "package step, bf16, channels_last, torch.compile", precision="bf16",
+    Variant("bf16-cl", "package, bf16, channels_last", precision="bf16", channels_last=True),
+    Variant("bf16-cl-compile", "package, bf16, channels_last, torch.compile", precision="bf16",
             channels_last=True, compile=True),
     AUTO,
 )
@@ -54,9 +54,10 @@ class Preset:
     # 1. training throughput: package step vs the textbook loop vs diffusers, same model and batch
     train_model: UNetConfig = UNET_4M  # the model every training row trains
     batch_size: int = 128  # images per step, every row
-    warmup_steps: int = 2  # steps run before timing (DataLoader start-up, allocator, compilation)
+    warmup_steps: int = 5  # steps run before timing (DataLoader start-up, allocator, compilation); the first
+    #                        steps of a CPU run are slower for longer than one or two steps
     timed_steps: int = 4  # steps in one timed window
-    repeats: int = 3  # timed windows per row, one after another: the row gives their median and min–max
+    repeats: int = 5  # timed windows per row, one after another: the row gives their median and min–max
     variants: tuple[Variant, ...] = CPU_VARIANTS  # ablation rows of the package step
     recommended: str = "auto"  # the variant a reader gets by default: the headline row
     # 2. sampling: a model trained here with the recommended step, then DDPM-1000 vs DDIM
@@ -73,7 +74,7 @@ class Preset:
     quality_steps: int = 1500  # fp32 against bf16 at equal steps: training steps of the sampling model
     quality_images: int = 256  # DDIM-50 samples (fp32 sampling) per trained model for the Fréchet distance
     profile_batch: int = 128  # the profiled training step of train_model
-    matmul_size: int = 2048  # the n × n matrix product that measures this machine's ceiling
+    matmul_sizes: tuple[int, ...] = (1024, 2048, 4096)  # n × n matrix products: the fastest is the reference
     sample_batch: int = 64  # images per timed sampling call
     sample_batches: int = 4  # calls per sampler; the Fréchet distance uses all their images
     import_repeats: int = 5  # fresh interpreters timed for the import cost
@@ -89,7 +90,7 @@ PRESETS = {
         compared_precisions=("fp32", "bf16", "fp16"),
         quality_steps=3000,
         quality_images=1024,
-        matmul_size=8192,
+        matmul_sizes=(4096, 8192, 16384),
         recommended="bf16-cl-compile",
         sample_model=UNET_4M,
         sample_train_steps=6000,
@@ -117,7 +118,7 @@ PRESETS = {
         quality_steps=10,
         quality_images=16,
         profile_batch=4,
-        matmul_size=256,
+        matmul_sizes=(128, 256),
         import_repeats=2,
     ),
 }

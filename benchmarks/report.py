@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from .presets import CPU_VARIANTS, GPU_VARIANTS
+
+_ALL_VARIANTS = CPU_VARIANTS + GPU_VARIANTS
+
 # Dense bf16 tensor-core peaks (FLOP/s) from NVIDIA's data sheets, matched on the device name.
 GPU_BF16_PEAK = (
     ("H100 PCIe", 756e12),
@@ -62,6 +66,8 @@ def summary(results: dict) -> dict:
     out = {}
     if _ok(textbook) and _ok(package):
         out["training_speedup"] = package["images_per_s"] / textbook["images_per_s"]
+    if _ok(textbook) and _ok(cases.get("train/fp32")):
+        out["training_speedup_fp32"] = cases["train/fp32"]["images_per_s"] / textbook["images_per_s"]
     if _ok(diffusers) and _ok(package):
         out["diffusers_same_step"] = diffusers["ms_per_step"] / package["ms_per_step"]
     if _ok(diffusers_textbook) and _ok(package):
@@ -115,13 +121,14 @@ def machine_md(results: dict) -> str:
         f"- **Machine**: {m['cpu_count']} logical CPUs, {m['memory_gib']:.0f} GiB memory, {m['platform']}",
         f"- **Software**: Python {m['python']}, torch {m['torch']}, diffusers {m['diffusers']}",
         f"- **Data**: {results['data_source']}",
-        f"- **Run**: preset `{results['preset']}`, {results['date']}, {results['wall_seconds'] / 60:.1f} min in all",
+        f"- **Run**: preset `{results['preset']}`, {results['date']}, {results['wall_seconds'] / 60:.1f} min in all"
+        + (f", code at commit {results['commit']}" if results.get("commit") else ""),
     ]
     for u in results.get("updates", []):
         groups = sorted({name.split("/")[0] for name in u["cases"]})
         lines.append(f"- **Re-measured** on {u['date']}, in a second run on the same machine "
-                     f"({u['wall_seconds'] / 60:.1f} min): the {', '.join(groups)} cases ({len(u['cases'])} rows), "
-                     f"because {u['why']}")
+                     f"({u['wall_seconds'] / 60:.1f} min{', commit ' + u['commit'] if u.get('commit') else ''}): "
+                     f"the {', '.join(groups)} cases ({len(u['cases'])} rows), because {u['why']}")
     return "\n".join(lines)
 
 
@@ -139,41 +146,70 @@ def beyond_spread(a: dict, b: dict, key: str = "images_per_s") -> bool | None:
     return a[f"{key}_min"] > b[f"{key}_max"] or b[f"{key}_min"] > a[f"{key}_max"]
 
 
-def training_md(results: dict) -> str:
-    cases, config = results["cases"], results["config"]
-    flops = (cases.get("flops") or {}).get("flops_per_step", {})
-    peak = gpu_peak(results["machine"]["device"]) if results["device_type"] == "cuda" else None
-    textbook, fp32 = cases.get("train/textbook"), cases.get("train/fp32")
-    rows = []
+def _training_rows(results: dict) -> list[tuple[str, str, dict | None]]:
+    """(case name, row label, result) of each training row, in the table's order."""
+    cases = results["cases"]
     names = ["train/textbook", "train/textbook-resident", *(f"train/{v}" for v in results["variants"])]
-    labels = {"train/textbook": "textbook loop (DataLoader, fp32, state_dict EMA)",
-              "train/textbook-resident": "textbook loop, data transformed once, in memory",
-              **{f"train/{k}": v for k, v in results["variant_labels"].items()}}
+    labels = {"train/textbook": "textbook loop (DataLoader, fp32)",
+              "train/textbook-resident": "textbook loop, data in memory",
+              **{f"train/{k}": v for k, v in results["variant_labels"].items()},
+              **{f"train/{v.name}": v.label for v in _ALL_VARIANTS if v.name in results["variants"]}}  # today's wording
+    rows = []
     for name in names:
         r = cases.get(name)
         label = labels[name]
         if _ok(r) and name == "train/auto":
-            label += f" → chose {r['precision']}"
-        label += " ← default" if name == f"train/{results['recommended']}" else ""
+            label += f" → {r['precision']}"
+        label += " (default)" if name == f"train/{results['recommended']}" else ""
+        rows.append((name, label, r))
+    return rows
+
+
+def _not_run(r: dict | None) -> str:
+    return (r or {}).get("skipped") or (r or {}).get("error", "not run")
+
+
+def training_md(results: dict) -> str:
+    """Speed of each training row: images/s with the spread of the windows, against the textbook and fp32."""
+    cases, config = results["cases"], results["config"]
+    textbook, fp32 = cases.get("train/textbook"), cases.get("train/fp32")
+    rows = []
+    for name, label, r in _training_rows(results):
         if not _ok(r):
-            rows.append([label, *(["—"] * 6), (r or {}).get("skipped") or (r or {}).get("error", "not run")])
+            rows.append([label, "—", "—", _not_run(r)])
             continue
-        achieved = flops.get("package", 0) * r["images_per_s"] / config["batch_size"]
         versus = beyond_spread(r, fp32) if _ok(fp32) and name != "train/fp32" else None
         rows.append([
             label,
-            _f(r["ms_per_step"], 0),
             _spread(r),
             f"{r['images_per_s'] / textbook['images_per_s']:.2f}×" if _ok(textbook) else "—",
             "—" if versus is None else ("yes" if versus else "no"),
+        ])
+    repeats = config.get("repeats", 1)
+    header = ["training step", f"images/s, median (min–max of {repeats})", "× textbook", "differs from fp32?"]
+    return table(header, rows)
+
+
+def training_cost_md(results: dict) -> str:
+    """What each training row costs: time per step, FLOP/s achieved, memory, and its untimed first steps."""
+    cases, config = results["cases"], results["config"]
+    flops = (cases.get("flops") or {}).get("flops_per_step", {})
+    peak = gpu_peak(results["machine"]["device"]) if results["device_type"] == "cuda" else None
+    rows = []
+    for name, label, r in _training_rows(results):
+        if not _ok(r):
+            rows.append([label, "—", "—", "—", "—"])
+            continue
+        achieved = flops.get("package", 0) * r["images_per_s"] / config["batch_size"]
+        rows.append([
+            label,
+            _f(r["ms_per_step"], 0),
             _f(achieved / 1e9, 0) + (f" ({achieved / peak:.1%})" if peak else ""),
             _mb(r),
             _f(r.get("first_steps_seconds"), 1) if "first_steps_seconds" in r else "—",
         ])
-    repeats = config.get("repeats", 1)
-    header = ["training step", "ms/step", f"images/s (min–max of {repeats})", "vs textbook",
-              "≠ fp32 beyond spread", "GFLOP/s" + (" (of bf16 peak)" if peak else ""),
-              "peak MiB (+ over start)", "warm-up s"]
+    header = ["training step", "ms/step", "GFLOP/s" + (" (of bf16 peak)" if peak else ""),
+              "peak MiB (+ over start)", "first steps, s"]
     return table(header, rows)
 
 
@@ -207,11 +243,10 @@ def sampling_md(results: dict) -> str:
         r = cases.get(key)
         name = _sampler_name(kind, steps)
         if not _ok(r):
-            rows.append([name, "—", str(steps), *(["—"] * 5), (r or {}).get("skipped") or (r or {}).get("error", "not run")])
+            rows.append([name, "—", str(steps), "—", "—", "—", _not_run(r)])
             continue
         precision = r.get("precision", "fp32")
         shown = f"{precision} → {r['chosen']}" if precision == "auto" else r.get("chosen", precision)
-        predicted = steps * ddpm["ms_per_step"] / 1000 if _ok(ddpm) else None
         spread = (f"{r['median_seconds']:.2f} ({r['min_seconds']:.2f}–{r['max_seconds']:.2f})"
                   if "median_seconds" in r else f"{r['mean_seconds']:.2f} ± {r['std_seconds']:.2f}")
         rows.append([
@@ -220,16 +255,14 @@ def sampling_md(results: dict) -> str:
             str(steps),
             spread,
             _f(r["ms_per_step"], 1),
-            _f(predicted, 2),
             f"{_batch_seconds(ddpm) / _batch_seconds(r):.1f}×" if _ok(ddpm) else "—",
             f"{r['frechet']:.1f} ({r['frechet'] / ddpm['frechet']:.2f}×)" if _ok(ddpm) else f"{r['frechet']:.1f}",
-            _mb(r),
         ])
     b, n = config["sample_batch"], config["sample_batches"]
     floors = {f"{cases[k]['floor']:.1f}" for k, _, _ in keys if _ok(cases.get(k))}
-    frechet_header = "Fréchet (vs DDPM-1000)" + (f"; real digits {floors.pop()}" if len(floors) == 1 else "")
-    header = ["sampler", "precision", "model calls", f"s per {b} images (min–max of {n})", "ms per call",
-              "calls × DDPM's ms per call, s", "speed-up", frechet_header, "peak MiB (+ over start)"]
+    frechet_header = "Fréchet (× DDPM-1000's)" + (f"; real digits {floors.pop()}" if len(floors) == 1 else "")
+    header = ["sampler", "precision", "network calls", f"s per {b} images (min–max of {n})", "ms per call",
+              "faster than DDPM", frechet_header]
     return table(header, rows)
 
 
@@ -239,12 +272,12 @@ def quality_md(results: dict) -> str:
     for p in config.get("compared_precisions", ()):
         r = cases.get(f"quality/{p}")
         if not _ok(r):
-            rows.append([p, *(["—"] * 5), (r or {}).get("skipped") or (r or {}).get("error", "not run")])
+            rows.append([p, "—", "—", "—", "—", _not_run(r)])
             continue
         rows.append([p, f"{r['steps']:,}", f"{r['seconds']:.0f}", f"{r['final_loss']:.4f} ± {r['final_loss_sd']:.4f}",
-                     f"{r['frechet']:.1f}", f"{r['floor']:.1f}", ""])
-    header = ["training precision", "steps", "training s", "loss, last 10 % of steps (mean ± sd)",
-              f"Fréchet, DDIM-50 fp32 ({config.get('quality_images', 0)} images)", "floor", "note"]
+                     f"{r['frechet']:.1f}", f"{r['floor']:.1f}"])
+    header = ["training precision", "steps", "training s", "loss over the last 10 % of steps (mean ± sd of steps)",
+              f"Fréchet, DDIM-50 fp32 ({config.get('quality_images', 0)} images)", "real digits"]
     return table(header, rows)
 
 
@@ -261,16 +294,46 @@ def profile_md(results: dict) -> str:
         rows.append([name, f"{1000 * step['seconds']:,.0f}", f"{step['flops'] / 1e9:,.0f}",
                      f"{step['flops_per_s'] / 1e9:,.0f}", f"{r['ceilings'][step.get('precision', name)] / 1e9:,.0f}",
                      f"{step['share_of_ceiling']:.0%}"])
-    n = results["config"].get("matmul_size")
-    parts.append(table(["step", "ms per step (median of 3)", "GFLOP per step", "GFLOP/s achieved",
-                        f"GFLOP/s of a {n}² matrix product", "share of that ceiling"], rows))
+    parts.append(table(["step", "ms per step (median of 3)", "GFLOP per step", "GFLOP/s",
+                        "reference matrix product, GFLOP/s", "share of the reference"], rows))
+    sizes = [f"{name} {m['size']}² ({', '.join(f'{n}²: {v / 1e9:,.0f}' for n, v in m['per_size'].items())})"
+             for name, m in r.get("matmul", {}).items()]
+    emulated = r.get("emulated_bf16")
+    if emulated:
+        n = emulated["size"]
+        parts.append(f"This CPU has no bf16 instructions, so bf16 is emulated: a {n}² bf16 matrix product ran at "
+                     f"{emulated['flops_per_s'] / 1e9:,.1f} GFLOP/s against {emulated['fp32_flops_per_s'] / 1e9:,.0f} "
+                     f"in float32, and the bf16 steps were not profiled.")
+    if sizes:
+        parts.append("The reference is the fastest of the n × n matrix products timed in the same run, here "
+                     + "; ".join(sizes) + " GFLOP/s.")
     for name, step in r["steps"].items():
         if "skipped" in step:
             continue
-        top = [[e["op"], f"{e['self_ms']:,.1f}", f"{e['share']:.1%}", str(e["calls"])] for e in step["top"]]
+        top = [[op_name(e["op"]), f"{e['self_ms']:,.1f}", f"{e['share']:.1%}", str(e["calls"])] for e in step["top"]]
         parts.append(f"**{name}**, the ten operators with the most self time in one step of batch {r['batch']}:\n\n"
                      + table(["operator", "self ms", "share of the step", "calls"], top))
     return "\n\n".join(parts)
+
+
+OP_NAMES = {
+    "_scaled_dot_product_flash_attention_for_cpu_backward": "attention backward (flash, CPU)",
+    "_scaled_dot_product_flash_attention_for_cpu": "attention (flash, CPU)",
+    "_scaled_dot_product_efficient_attention_backward": "attention backward (memory-efficient)",
+    "_scaled_dot_product_efficient_attention": "attention (memory-efficient)",
+    "_scaled_dot_product_flash_attention_backward": "attention backward (flash)",
+    "_scaled_dot_product_flash_attention": "attention (flash)",
+    "convolution_backward": "convolution backward",
+    "mkldnn_convolution": "convolution (oneDNN)",
+    "native_group_norm_backward": "group norm backward",
+    "native_group_norm": "group norm",
+}
+
+
+def op_name(key: str) -> str:
+    """A profiler operator's name for a table that must fit a phone: without ``aten::``, attention named."""
+    name = key.removeprefix("aten::")
+    return OP_NAMES.get(name, name)
 
 
 def sample_model_md(results: dict) -> str:
@@ -304,9 +367,14 @@ def targets_md(results: dict) -> str:
     s = summary(results)
     met = s["met"]
     mark = lambda ok: "—" if ok is None else ("met" if ok else "**missed**")
+    cases, rec = results["cases"], results["recommended"]
+    chosen = (cases.get(f"train/{rec}") or {}).get("precision")
+    default = f"default step ({rec}" + (f" → {chosen}" if chosen and chosen != rec else "") + ")"
     rows = [
-        ["training images/s, package step ÷ textbook loop", f"≥ {TARGETS['training']}×",
+        [f"training images/s, {default} ÷ textbook loop (fp32)", f"≥ {TARGETS['training']}×",
          _ratio(s.get("training_speedup")), mark(met["training_speedup"])],
+        ["the same, both in fp32: package step ÷ textbook loop", "no goal",
+         _ratio(s.get("training_speedup_fp32")), ""],
         ["ms/step, diffusers UNet2DModel ÷ package UNet (same step)", f"≥ {TARGETS['diffusers']}×",
          _ratio(s.get("diffusers_same_step")), mark(met["diffusers_same_step"])],
         ["time per batch, DDPM-1000 ÷ DDIM-50", f"≥ {TARGETS['ddim_speedup']:.0f}×",
@@ -356,7 +424,19 @@ def findings_md(results: dict) -> str:
                       f"against {fp32['peak_rss_mb'] - fp32['baseline_rss_mb']:,.0f} in float32")
         lines.append("- **bf16 autocast against float32**: " + _compare(bf16, fp32, "bf16", "fp32") + memory + ".")
     if auto:
-        lines.append(f"- **`precision=\"auto\"`** chose {auto['precision']}: {auto['precision_note'].split(' — ', 1)[-1]}.")
+        line = (f"- **`precision=\"auto\"`** chose {auto['precision']} from its trial steps: "
+                f"{auto['precision_note'].split(' — ', 1)[-1]}")
+        forced = get(f"train/{auto['precision']}")
+        if forced and forced is not auto:
+            line += (f". After the trial it trains at {auto['images_per_s']:,.1f} images/s against "
+                     f"{forced['images_per_s']:,.1f} for {auto['precision']} set by hand (")
+            line += ("a difference larger than the spread" if beyond_spread(auto, forced)
+                     else "within the spread") + " of the repeats)"
+            if all(r.get("peak_rss_mb") and r.get("baseline_rss_mb") for r in (auto, forced)):
+                line += (f", and its peak memory is that of its float32 trial steps: "
+                         f"+{auto['peak_rss_mb'] - auto['baseline_rss_mb']:,.0f} MiB against "
+                         f"+{forced['peak_rss_mb'] - forced['baseline_rss_mb']:,.0f}")
+        lines.append(line + ".")
     for variant, base, what in (("bf16", "bf16-attn-bf16", "attention in float32 inside the bf16 step (the "
                                  "package's default on a CPU) against attention in bf16"),
                                 ("fp32-cl", "fp32", "channels_last, float32"), ("bf16-cl", "bf16", "channels_last, bf16"),
@@ -373,10 +453,15 @@ def findings_md(results: dict) -> str:
             top = step["top"][0]
             attention = sum(e["share"] for e in step["top"] if "scaled_dot_product" in e["op"])
             lines.append(f"- **Where the time goes, {name} step**: {step['flops_per_s'] / 1e9:,.0f} GFLOP/s, "
-                         f"{step['share_of_ceiling']:.0%} of this machine's {step.get('precision', name)} "
-                         f"matrix-product ceiling ({profile['ceilings'][step.get('precision', name)] / 1e9:,.0f} "
-                         f"GFLOP/s); the largest operator by self time is `{top['op']}` ({top['share']:.0%} of the "
-                         f"step), attention forward and backward take {attention:.0%}.")
+                         f"{step['share_of_ceiling']:.0%} of this machine's fastest {step.get('precision', name)} "
+                         f"matrix product ({profile['ceilings'][step.get('precision', name)] / 1e9:,.0f} "
+                         f"GFLOP/s); the largest operator by self time is {op_name(top['op'])} ({top['share']:.0%} "
+                         f"of the step), attention forward and backward take {attention:.0%}.")
+    if profile and profile.get("emulated_bf16"):
+        e = profile["emulated_bf16"]
+        lines.append(f"- **No bf16 instructions on this CPU**: a {e['size']}² bf16 matrix product ran at "
+                     f"{e['flops_per_s'] / 1e9:,.1f} GFLOP/s against {e['fp32_flops_per_s'] / 1e9:,.0f} in float32, "
+                     f"so `precision=\"auto\"` times nothing here and trains in float32, and the bf16 rows are skipped.")
     quality = {p: get(f"quality/{p}") for p in results["config"].get("compared_precisions", ())}
     if quality.get("fp32") and quality.get("bf16"):
         a, b = quality["fp32"], quality["bf16"]
@@ -388,8 +473,12 @@ def findings_md(results: dict) -> str:
     for diffusers, package, loop in ((get(f"train/diffusers-{rec}"), get(f"train/{rec}"), "the package's step"),
                                      (get("train/diffusers-textbook"), textbook, "the textbook loop")):
         if diffusers and package:
+            confound = ""
+            if loop == "the package's step" and package.get("precision") == "bf16" and results["device_type"] == "cpu":
+                confound = ("; in bf16 the package's UNet computes attention in float32 on a CPU and diffusers' "
+                            "in bf16, so this row compares that choice too")
             lines.append(f"- **diffusers' UNet2DModel against the package's UNet, in {loop}**: "
-                         + _compare(diffusers, package, "diffusers", "package") + ".")
+                         + _compare(diffusers, package, "diffusers", "package") + confound + ".")
     ddpm = get("sample/ddpm-1000")
     for kind, steps in results["config"].get("samplers", ()):
         r = get(f"sample/{kind}-{steps}")
@@ -398,7 +487,8 @@ def findings_md(results: dict) -> str:
                          f"{_batch_seconds(ddpm):.1f} s per {results['config']['sample_batch']} images (medians), "
                          f"{_batch_seconds(ddpm) / _batch_seconds(r):.1f}× faster for {1000 / steps:.0f}× fewer "
                          f"network calls, at {r['frechet'] / ddpm['frechet']:.2f}× DDPM-1000's Fréchet distance "
-                         f"({r['frechet']:.1f} against {ddpm['frechet']:.1f}, real digits at {ddpm['floor']:.1f}).")
+                         f"({r['frechet']:.1f} against {ddpm['frechet']:.1f}, real digits at {ddpm['floor']:.1f}; "
+                         f"one sampling run each).")
     samplers = {p: get(f"sample/ddim-50@{p}") for p in results["config"].get("compared_precisions", ())}
     if samplers.get("fp32") and samplers.get("bf16"):
         a, b = samplers["fp32"], samplers["bf16"]
@@ -417,6 +507,7 @@ FRAGMENTS = {
     "findings": findings_md,
     "targets": targets_md,
     "training": training_md,
+    "training_cost": training_cost_md,
     "diffusers": diffusers_md,
     "sample_model": sample_model_md,
     "sampling": sampling_md,

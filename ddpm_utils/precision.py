@@ -19,7 +19,6 @@ measures, on the model and batch it is given.
 
 from __future__ import annotations
 
-import statistics
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -82,7 +81,7 @@ class PrecisionChoice:
     """What ``"auto"`` chose, from which timings, and why, in one line (``str(choice)``)."""
 
     precision: str  # "fp32", "bf16" or "fp16"
-    seconds: dict[str, float] = field(default_factory=dict)  # median seconds per step (or call) of each candidate
+    seconds: dict[str, float] = field(default_factory=dict)  # each candidate's fastest timed step (or call), in s
     reason: str = ""
 
     def __str__(self) -> str:
@@ -92,7 +91,7 @@ class PrecisionChoice:
 def choose(seconds: dict[str, float], margin: float = MARGIN, unit: str = "step") -> PrecisionChoice:
     """The fastest of the timed precisions, but float32 unless another beats it by more than ``margin``.
 
-    ``seconds`` maps each candidate (``"fp32"`` among them) to its median seconds per step.
+    ``seconds`` maps each candidate (``"fp32"`` among them) to its seconds per step.
     """
     if "fp32" not in seconds or not seconds or any(not s > 0 for s in seconds.values()):
         raise ValueError(f"need positive timings including fp32, got {seconds}")
@@ -115,22 +114,30 @@ def unmeasured(device: torch.device, why: str) -> PrecisionChoice:
     return PrecisionChoice("fp32", {}, f"float32: {why}")
 
 
+def trial_order(options: tuple[str, ...], timed_rounds: int) -> list[tuple[str, bool]]:
+    """The order in which ``"auto"`` tries ``options``: ``(precision, timed)`` pairs.
+
+    First one untimed warm-up round (each candidate once: its kernels and buffers set up), then
+    ``timed_rounds`` rounds that alternate the candidates, so that none is timed only on the
+    coldest steps or only while the machine is busier.
+    """
+    return [(p, False) for p in options] + [(p, True) for _ in range(timed_rounds) for p in options]
+
+
 def time_calls(fn, device: torch.device, options: tuple[str, ...], repeats: int = 3) -> dict[str, float]:
-    """Median seconds of ``fn()`` under each precision's autocast, after one warm-up call each."""
-    seconds = {}
-    for precision in options:
+    """The fastest of ``repeats`` timed calls of ``fn()`` under each precision's autocast, in seconds,
+    in the order of :func:`trial_order` (a warm-up round, then alternating rounds)."""
+    seconds = {precision: float("inf") for precision in options}
+    for precision, timed in trial_order(options, repeats):
         with autocast(device, precision):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
             fn()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                fn()
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                times.append(time.perf_counter() - start)
-        seconds[precision] = statistics.median(times)
+        if timed:
+            seconds[precision] = min(seconds[precision], time.perf_counter() - start)
     return seconds
 
 
@@ -178,8 +185,8 @@ def reused(choice: PrecisionChoice, what: str) -> PrecisionChoice:
 def sampling_precision(model, precision: str, xT: torch.Tensor, t_first: int) -> tuple[object, PrecisionChoice]:
     """The model a sampler calls under ``precision``; with ``"auto"``, timed on the sampler's own x_T.
 
-    ``"auto"`` times ``model(x_T, t_first)`` (one warm-up and three timed calls per candidate,
-    outside the chain: x_T is not changed), then wraps the model in the fastest precision. A later
+    ``"auto"`` times ``model(x_T, t_first)`` (a warm-up call per candidate, then three alternating
+    rounds, keeping each candidate's fastest call; outside the chain: x_T is not changed), then wraps the model in the fastest precision. A later
     call with the same network and x_T shape in the same Python session reuses the choice.
     """
     device = xT.device

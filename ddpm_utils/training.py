@@ -13,7 +13,6 @@ with p_t ∝ √E[L_t²] and reweights by 1/(T p_t) (Nichol & Dhariwal 2021, Sec
 from __future__ import annotations
 
 import copy
-import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from .precision import (
     PrecisionChoice,
     autocast,
     candidates,
+    trial_order,
     check_precision,
     choose,
     forget_choices,
@@ -65,7 +65,7 @@ class TrainConfig:
     p_uncond: float = 0.0  # probability of replacing a class label by the null label (guidance)
     seed: int = 0  # seeds the batches, timesteps and noise drawn by the loop
     precision: str = "auto"  # "auto" (time the candidates on the first steps, keep the fastest), "fp32", "bf16", "fp16"
-    auto_trial_steps: int = 3  # with "auto": steps timed per candidate precision, after one warm-up step each
+    auto_trial_steps: int = 3  # with "auto": timed steps per candidate, alternating, after a warm-up step each
     channels_last: bool = False  # store images and conv weights NHWC (helps convs on recent GPUs)
     compile: bool = False  # wrap the model in torch.compile (worth it on GPUs for long runs)
     check_every: int = 50  # steps between checks for a non-finite loss (and progress updates)
@@ -137,9 +137,12 @@ def _auto_key(model: nn.Module, data: Tensor, config: TrainConfig, device: torch
             config.channels_last, config.compile, config.loss, labelled)
 
 
-def _trial(config: TrainConfig, device: torch.device, key: tuple) -> tuple[list[str], PrecisionChoice | None]:
-    """The precision of each trial step of ``"auto"`` (one warm-up, then ``auto_trial_steps`` timed, per
-    candidate), or no trial and the choice already made."""
+def _trial(
+    config: TrainConfig, device: torch.device, key: tuple
+) -> tuple[list[tuple[str, bool]], PrecisionChoice | None]:
+    """The ``(precision, timed)`` of each trial step of ``"auto"`` (a warm-up round, then
+    ``auto_trial_steps`` alternating rounds: :func:`~ddpm_utils.precision.trial_order`), or no trial
+    and the choice already made."""
     if config.precision != "auto":
         precision, note = resolve(config.precision, device)
         if note:
@@ -153,7 +156,7 @@ def _trial(config: TrainConfig, device: torch.device, key: tuple) -> tuple[list[
         return [], unmeasured(device, "")
     if config.steps <= len(options) * per_candidate:
         return [], unmeasured(device, f"{config.steps} steps are too few to time {len(options)} precisions")
-    return [p for p in options for _ in range(per_candidate)], None
+    return trial_order(options, config.auto_trial_steps), None
 
 
 def train(
@@ -173,9 +176,10 @@ def train(
     On the CPU the run is deterministic for a given ``config.seed``, model initialisation and precision.
 
     ``config.precision="auto"`` (the default) spends its first steps timing the precisions worth
-    trying on this device (:func:`~ddpm_utils.precision.candidates`): each gets one warm-up step and
-    ``config.auto_trial_steps`` timed steps, all of them real training steps, and the rest of the run
-    uses the fastest, unless it beats float32 by less than 5 %. ``result.precision`` and
+    trying on this device (:func:`~ddpm_utils.precision.candidates`): each gets one warm-up step, then
+    ``config.auto_trial_steps`` timed steps taken in turns with the other candidates, all of them real
+    training steps; the rest of the run uses the one whose fastest step was fastest, unless it beats
+    float32 by less than 5 %. ``result.precision`` and
     ``result.precision_note`` say what was chosen and why; with ``progress`` the note is printed.
     A later "auto" run of the same model configuration on the same batch shape and device, in the
     same Python session, reuses the choice without a trial (:func:`forget_precision_choices` resets
@@ -230,9 +234,10 @@ def train(
     net = torch.compile(model) if config.compile else model
     key = _auto_key(model, data, config, device, labels is not None)
     trial, choice = _trial(config, device, key)  # "auto": the first steps time each candidate precision
-    precision = trial[0] if trial else choice.precision
-    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and "fp16" in (trial or [precision]) else None
-    trial_times: dict[str, list[float]] = {p: [] for p in trial}
+    precision = trial[0][0] if trial else choice.precision
+    tried = [p for p, _ in trial] or [precision]
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and "fp16" in tried else None
+    trial_times: dict[str, list[float]] = {p: [] for p, _ in trial}
     losses = torch.empty(config.steps, device=device)
     loss_sum = torch.zeros(schedule.T, device=device, dtype=torch.float64)
     loss_count = torch.zeros(schedule.T, device=device, dtype=torch.float64)
@@ -249,13 +254,13 @@ def train(
     model.train()
     start = time.perf_counter()
     for step in steps:
-        if step < len(trial):  # a trial step of "auto": this step's precision, timed after a warm-up step
-            precision = trial[step]
+        if step < len(trial):  # a trial step of "auto": this step's precision, timed unless a warm-up step
+            precision = trial[step][0]
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             step_start = time.perf_counter()
         elif step == len(trial) and trial:  # the trial is over: keep the fastest
-            choice = CHOICES[key] = choose({p: statistics.median(ts) for p, ts in trial_times.items()})
+            choice = CHOICES[key] = choose({p: min(ts) for p, ts in trial_times.items()})
             precision = choice.precision
             if bar is not None:
                 bar.write(str(choice))
@@ -307,7 +312,7 @@ def train(
             optimizer.step()
         ema.update(model)
         losses[step] = loss.detach()
-        if step < len(trial) and step % (1 + config.auto_trial_steps) > 0:  # not the candidate's warm-up step
+        if step < len(trial) and trial[step][1]:  # a timed step, not a warm-up one
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             trial_times[precision].append(time.perf_counter() - step_start)
@@ -332,7 +337,7 @@ def train(
     per_t = (loss_sum / loss_count.clamp(min=1)).float().cpu() if config.record_loss_per_t else None
     probabilities = sampler.probabilities().float().cpu() if sampler is not None else None
     if choice is None:  # the run ended inside the trial (not reached: _trial needs more steps than it takes)
-        choice = choose({p: statistics.median(ts) for p, ts in trial_times.items() if ts})
+        choice = choose({p: min(ts) for p, ts in trial_times.items() if ts})
     return TrainResult(model, ema.model, losses.cpu(), per_t, seconds, timeline, probabilities, choice.precision,
                        str(choice))
 

@@ -163,11 +163,11 @@ def test_update_merges_re_measured_cases_and_records_them(ci_results, tmp_path):
     (committed / "results.json").write_text((out / "results.json").read_text())
     again = copy.deepcopy(results)
     again["cases"] = {"import": {**results["cases"]["import"], "ddpm_utils_seconds": 0.5}}
-    again["date"], again["wall_seconds"] = "2030-01-02", 90.0
+    again["date"], again["wall_seconds"], again["commit"] = "2030-01-02", 90.0, "abc123"
     merged = update(again, committed, "the import changed")
     assert merged["cases"]["import"]["ddpm_utils_seconds"] == 0.5
     assert set(merged["cases"]) == set(results["cases"])  # nothing else dropped or added
-    assert merged["updates"] == [{"cases": ["import"], "date": "2030-01-02", "wall_seconds": 90.0,
+    assert merged["updates"] == [{"cases": ["import"], "date": "2030-01-02", "commit": "abc123", "wall_seconds": 90.0,
                                   "why": "the import changed"}]
     assert merged["summary"]["import_seconds"] == 0.5
     machine_md = (committed / "machine.md").read_text()
@@ -175,6 +175,10 @@ def test_update_merges_re_measured_cases_and_records_them(ci_results, tmp_path):
     assert json.loads((committed / "results.json").read_text()) == merged
     other = copy.deepcopy(again)
     other["machine"]["device"] = "another CPU"
+    with pytest.raises(SystemExit, match="same preset, device and software"):
+        update(other, committed, "a different machine")
+    other = copy.deepcopy(again)  # the same CPU name, without bf16 instructions: another machine
+    other["machine"]["bf16_instructions"] = not results["machine"]["bf16_instructions"]
     with pytest.raises(SystemExit, match="same preset, device and software"):
         update(other, committed, "a different machine")
 

@@ -119,6 +119,27 @@ def test_auto_follows_the_timings_it_measures(monkeypatch):
     assert result.precision == "bf16" and "3.00× float32's speed" in result.precision_note
 
 
+def test_auto_is_not_fooled_by_slow_first_steps(monkeypatch):
+    # the first four steps of a run take 2 s longer whatever their precision (caches and buffers
+    # being set up); after them fp32 takes 1.03 s and bf16 1.00 s, within the 5 % margin. Timing
+    # one candidate's steps after the other's would charge the cold steps to fp32 alone.
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    import ddpm_utils.training as training
+
+    clock = {"now": 0.0, "steps": 0}
+    real_autocast = training.autocast
+
+    def cold_then_steady(device, p):
+        clock["now"] += (1.00 if p == "bf16" else 1.03) + (2.0 if clock["steps"] < 4 else 0.0)
+        clock["steps"] += 1
+        return real_autocast(device, p)
+
+    monkeypatch.setattr(training, "autocast", cold_then_steady)
+    monkeypatch.setattr(training.time, "perf_counter", lambda: clock["now"])
+    result = train(_unet(), SCHEDULE, IMAGES, TrainConfig(steps=10, batch_size=8), progress=False)
+    assert result.precision == "fp32" and "within the 5% margin" in result.precision_note
+
+
 def test_auto_reuses_its_choice_for_the_same_model_and_batch(monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     import ddpm_utils.training as training
@@ -132,14 +153,14 @@ def test_auto_reuses_its_choice_for_the_same_model_and_batch(monkeypatch):
 
     monkeypatch.setattr(training, "autocast", recording)
     first = train(_unet(), SCHEDULE, IMAGES, TrainConfig(steps=12, batch_size=8), progress=False)
-    assert seen[:8] == ["fp32"] * 4 + ["bf16"] * 4  # the trial: one warm-up and three timed steps each
+    assert seen[:8] == ["fp32", "bf16"] * 4  # the trial: a warm-up round, then three alternating timed rounds
     seen.clear()
     again = train(_unet(), SCHEDULE, IMAGES, TrainConfig(steps=12, batch_size=8, seed=1), progress=False)
     assert seen == [first.precision] * 12 and again.precision == first.precision
     assert "earlier run" in again.precision_note
     seen.clear()
     other_batch = train(_unet(), SCHEDULE, IMAGES, TrainConfig(steps=12, batch_size=4), progress=False)
-    assert seen[:8] == ["fp32"] * 4 + ["bf16"] * 4 and "earlier run" not in other_batch.precision_note
+    assert seen[:8] == ["fp32", "bf16"] * 4 and "earlier run" not in other_batch.precision_note
 
 
 def test_auto_without_enough_steps_or_candidates_trains_in_fp32(monkeypatch):
@@ -220,3 +241,23 @@ def test_sampling_auto_times_once_per_network_and_batch_shape(monkeypatch):
     assert len(timed) == 1 and again.precision == first.precision == "bf16" and "earlier" in again.reason
     sampling_precision(model, "auto", torch.randn(8, 2), 49)  # another batch shape: timed again
     assert len(timed) == 2
+
+
+def test_time_calls_warms_every_candidate_then_alternates_and_keeps_each_fastest_call(monkeypatch):
+    clock = {"now": 0.0}
+    order = []
+    cost = iter([9.0, 9.0, 3.0, 2.0, 1.5, 2.5, 2.0, 1.0])  # warm-ups first (untimed), then fp32/bf16 in turns
+    real_autocast = precision.autocast
+
+    def recording(device, p):
+        order.append(p)
+        return real_autocast(device, p)
+
+    def call():
+        clock["now"] += next(cost)
+
+    monkeypatch.setattr(precision, "autocast", recording)
+    monkeypatch.setattr(precision.time, "perf_counter", lambda: clock["now"])
+    seconds = precision.time_calls(call, torch.device("cpu"), ("fp32", "bf16"), repeats=3)
+    assert order == ["fp32", "bf16", "fp32", "bf16", "fp32", "bf16", "fp32", "bf16"]
+    assert seconds == {"fp32": 1.5, "bf16": 1.0}
