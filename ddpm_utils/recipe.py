@@ -168,6 +168,7 @@ def plan_run(
     num_classes: int | None = None,
     images_per_s: float | None = None,
     device: torch.device | str | None = None,
+    stretch_budget: bool = False,
 ) -> RunPlan:
     """Plan a training and sampling run for ``num_images`` images of ``image_shape`` = (C, H, W).
 
@@ -180,14 +181,16 @@ def plan_run(
         images_per_s: the device's training throughput for the planned network; measured on
             ``device`` with a few training steps when not given.
         device: where to measure the throughput (default: CUDA if present, else the CPU).
+        stretch_budget: when the budget buys fewer than 500 steps on this device, plan the shortest
+            budget that buys them (and say so in the plan's choices) instead of refusing.
 
     Returns:
         A :class:`RunPlan`; ``print(plan)`` shows each choice with its reason and its source.
 
     Raises:
         ValueError: for inputs the recipe cannot plan for (too few images, non-square or too large
-            images, no budget, a conditional plan without classes) or a budget that buys fewer than
-            500 training steps.
+            images, no budget, a conditional plan without classes) or, unless ``stretch_budget``, a
+            budget that buys fewer than 500 training steps.
     """
     _check(num_images, image_shape, budget_hours, conditional, num_classes)
     c, side, _ = image_shape
@@ -206,14 +209,24 @@ def plan_run(
     long_run = images_seen / 128 >= 20_000
     batch = 128 if long_run else 64
     steps = int(images_seen // batch)
+    stretched = None
     if steps < MIN_STEPS:
-        raise ValueError(f"{budget_hours:g} h at {images_per_s:,.0f} images/s buys {steps} steps of batch {batch}; "
-                         f"the recipe needs at least {MIN_STEPS}. Raise the budget, or use a faster device")
+        shortest = MIN_STEPS * batch / images_per_s / 3600
+        if not stretch_budget:
+            raise ValueError(f"{budget_hours:g} h at {images_per_s:,.0f} images/s buys {steps} steps of batch {batch}; "
+                             f"the recipe needs at least {MIN_STEPS}, {shortest:.3g} h on this device. Raise the "
+                             "budget, use a faster device, or pass stretch_budget=True")
+        stretched = Choice("budget", f"{60 * shortest:.1f} minutes instead of {60 * budget_hours:.1f}",
+                           f"{60 * budget_hours:.1f} minutes at {images_per_s:,.0f} images/s buy {steps} steps of "
+                           f"batch {batch}; the recipe plans at least {MIN_STEPS} (stretch_budget=True)",
+                           "A recipe for your own data")
+        budget_hours, steps = shortest, MIN_STEPS
     train = TrainConfig(steps=steps, batch_size=batch, lr=2e-4 if long_run else 1e-3,
                         warmup_steps=1000 if long_run else 100, ema_decay=0.999 if steps >= 10_000 else 0.995,
                         target="v", p_uncond=0.1 if conditional else 0.0)
     schedule_kind = "linear" if side <= 32 else "cosine"
-    choices = [
+    choices = [] if stretched is None else [stretched]
+    choices += [
         Choice("noise schedule",
                f"{schedule_kind}, T = 1000" + ("" if side <= 32 else " (β clipped at 0.999)"),
                ("every MNIST measurement of the book uses Ho et al.'s linear schedule, and its one linear-against-"

@@ -40,6 +40,17 @@ def test_a_budget_below_the_shortest_measured_run_is_planned_with_a_warning():
     assert MIN_STEPS <= plan.train.steps < 1500 and "fewer than the 1,500 steps" in str(plan)
 
 
+def test_a_stretched_budget_buys_exactly_the_shortest_run_and_says_so():
+    # 0.1 h at 60 images/s buys 337 steps of batch 64; 500 steps of batch 64 need 500 * 64 / 60 s
+    plan = plan_run(4000, (1, 28, 28), 0.1, images_per_s=60.0, stretch_budget=True)
+    assert plan.train.steps == MIN_STEPS and plan.train.batch_size == 64
+    assert plan.budget_hours == pytest.approx(MIN_STEPS * 64 / 60.0 / 3600)
+    assert plan.choices[0].decision == "budget" and "337 steps" in plan.choices[0].reason
+    assert "8.9 minutes instead of 6.0" in str(plan)
+    unstretched = plan_run(4000, (1, 28, 28), 0.25, images_per_s=60.0, stretch_budget=True)
+    assert unstretched.budget_hours == 0.25 and all(c.decision != "budget" for c in unstretched.choices)
+
+
 def test_a_long_conditional_rgb_plan_uses_ho_et_al_settings_and_guidance():
     plan = plan_run(50_000, (3, 32, 32), 10.0, conditional=True, num_classes=10, images_per_s=2000.0)
     assert plan.train.batch_size == 128 and plan.train.lr == 2e-4 and plan.train.ema_decay == 0.999
@@ -69,7 +80,7 @@ def test_a_64_pixel_plan_uses_the_cosine_schedule_and_a_deeper_unet():
     ((4000, (1, 28, 28), 1.0), {"conditional": True}, "num_classes ≥ 2"),
     ((4000, (1, 28, 28), 1.0), {"num_classes": 10}, "pass conditional=True"),
     ((4000, (1, 28, 28), 1.0), {"images_per_s": -5.0}, "images_per_s must be a positive"),
-    ((4000, (1, 28, 28), 0.1), {"images_per_s": 60.0}, "buys 337 steps"),
+    ((4000, (1, 28, 28), 0.1), {"images_per_s": 60.0}, "buys 337 steps.*0.148 h on this device"),
 ])
 def test_inputs_the_recipe_cannot_plan_for_are_refused(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
