@@ -113,14 +113,17 @@ def _mb(result: dict) -> str:
 
 
 def machine_md(results: dict) -> str:
-    m = results["machine"]
+    m, c = results["machine"], results["config"]
     lines = [
         f"- **Device**: {m['device']}"
         + (f"; bf16 instructions (AVX512-BF16 or AMX): {'yes' if m['bf16_instructions'] else 'no'}"
            if "bf16_instructions" in m and results["device_type"] == "cpu" else ""),
         f"- **Machine**: {m['cpu_count']} logical CPUs, {m['memory_gib']:.0f} GiB memory, {m['platform']}",
         f"- **Software**: Python {m['python']}, torch {m['torch']}, diffusers {m['diffusers']}",
-        f"- **Data**: {results['data_source']}",
+        "- **Data**: " + "; ".join(sorted(results["data_source"].split("; "), key=lambda s: ("test split" in s, s))),
+        f"- **Timing**: each training row runs {c['warmup_steps']} untimed warm-up steps (and the trial of "
+        f"`\"auto\"`), then {c['repeats']} timed windows of {c['timed_steps']} steps; each sampler generates "
+        f"{c['sample_batches']} batches of {c['sample_batch']} images",
         f"- **Run**: preset `{results['preset']}`, {results['date']}, {results['wall_seconds'] / 60:.1f} min in all"
         + (f", code at commit {results['commit']}" if results.get("commit") else ""),
     ]
@@ -246,7 +249,8 @@ def sampling_md(results: dict) -> str:
             rows.append([name, "—", str(steps), "—", "—", "—", _not_run(r)])
             continue
         precision = r.get("precision", "fp32")
-        shown = f"{precision} → {r['chosen']}" if precision == "auto" else r.get("chosen", precision)
+        chosen = r.get("chosen", precision)
+        shown = f"{precision} → {chosen}" if precision != chosen else precision  # auto, or bf16 run as float32
         spread = (f"{r['median_seconds']:.2f} ({r['min_seconds']:.2f}–{r['max_seconds']:.2f})"
                   if "median_seconds" in r else f"{r['mean_seconds']:.2f} ± {r['std_seconds']:.2f}")
         rows.append([
@@ -304,6 +308,9 @@ def profile_md(results: dict) -> str:
         parts.append(f"This CPU has no bf16 instructions, so bf16 is emulated: a {n}² bf16 matrix product ran at "
                      f"{emulated['flops_per_s'] / 1e9:,.1f} GFLOP/s against {emulated['fp32_flops_per_s'] / 1e9:,.0f} "
                      f"in float32, and the bf16 steps were not profiled.")
+    if not sizes and results["config"].get("matmul_size"):
+        n = results["config"]["matmul_size"]
+        parts.append(f"The reference is a {n}² matrix product, the only size this run timed.")
     if sizes:
         parts.append("The reference is the fastest of the n × n matrix products timed in the same run, here "
                      + "; ".join(sizes) + " GFLOP/s.")
@@ -341,15 +348,17 @@ def sample_model_md(results: dict) -> str:
     if not _ok(r):
         return "The sampling model was not trained: " + (r or {}).get("error", "not run")
     m = config["sample_model"]
-    return (f"Sampling model: the package's UNet, {r['parameters']:,} parameters ({m['image_size']}×{m['image_size']}, "
-            f"base {m['base_channels']} channels, mults {tuple(m['channel_mults'])}, "
-            f"{m['num_res_blocks']} residual block(s) per level, attention {'on' if m['attention'] else 'off'}), trained "
-            f"here for {r['steps']:,} steps of batch {r['batch_size']} with the `{r['variant']}` step "
-            f"({r.get('precision_note') or r['variant']}) in "
-            f"{r['seconds']:.0f} s (final loss {r['final_loss']:.4f}); linear schedule, T = 1000; samples from "
-            f"its EMA weights with x̂₀ clipped to [-1, 1]. The Fréchet distance is the classifier's, over all "
-            f"{config['sample_batches'] * config['sample_batch']} images of each sampler against as many test "
-            f"images; the floor is real training digits against the same test images.")
+    note = r.get("precision_note") or ""
+    chose = f", which {note.replace('precision: ', 'chose ', 1)}" if note else ""
+    blocks = m["num_res_blocks"]
+    return (f"Sampling model: the package's UNet with {r['parameters']:,} parameters ({m['image_size']}×{m['image_size']} "
+            f"images, base {m['base_channels']} channels, channel multipliers {tuple(m['channel_mults'])}, {blocks} "
+            f"residual block{'s' if blocks != 1 else ''} per level, {'with' if m['attention'] else 'no'} attention). "
+            f"It was trained here for {r['steps']:,} steps of batch {r['batch_size']} in {r['seconds']:.0f} s, to a "
+            f"final loss of {r['final_loss']:.4f}, with the `{r['variant']}` step{chose}. Linear schedule, T = 1000; "
+            f"samples come from its EMA weights with x̂₀ clipped to [-1, 1]. Each sampler's Fréchet distance is over "
+            f"all {config['sample_batches'] * config['sample_batch']} of its images against as many test images; "
+            f"*real digits* is the distance of as many real training digits to the same test images.")
 
 
 def imports_md(results: dict) -> str:
@@ -432,7 +441,8 @@ def findings_md(results: dict) -> str:
                      f"{forced['images_per_s']:,.1f} for {auto['precision']} set by hand (")
             line += ("a difference larger than the spread" if beyond_spread(auto, forced)
                      else "within the spread") + " of the repeats)"
-            if all(r.get("peak_rss_mb") and r.get("baseline_rss_mb") for r in (auto, forced)):
+            trial_ran_fp32 = auto["precision"] != "fp32" and "fp32 " in auto["precision_note"]
+            if trial_ran_fp32 and all(r.get("peak_rss_mb") and r.get("baseline_rss_mb") for r in (auto, forced)):
                 line += (f", and its peak memory is that of its float32 trial steps: "
                          f"+{auto['peak_rss_mb'] - auto['baseline_rss_mb']:,.0f} MiB against "
                          f"+{forced['peak_rss_mb'] - forced['baseline_rss_mb']:,.0f}")
@@ -468,7 +478,8 @@ def findings_md(results: dict) -> str:
         lines.append(f"- **Quality at equal steps** ({a['steps']:,} steps, one training run each): final loss "
                      f"{a['final_loss']:.4f} in float32 against {b['final_loss']:.4f} in bf16 (spread over the last "
                      f"steps ± {max(a['final_loss_sd'], b['final_loss_sd']):.4f}); Fréchet distance "
-                     f"{a['frechet']:.1f} against {b['frechet']:.1f} (floor {a['floor']:.1f}).")
+                     f"{a['frechet']:.1f} against {b['frechet']:.1f} (real digits {a['floor']:.1f}: both models are "
+                     f"{min(a['frechet'], b['frechet']) / a['floor']:.1f}× or more from them, far from trained).")
     rec = results["recommended"]
     for diffusers, package, loop in ((get(f"train/diffusers-{rec}"), get(f"train/{rec}"), "the package's step"),
                                      (get("train/diffusers-textbook"), textbook, "the textbook loop")):
@@ -490,7 +501,7 @@ def findings_md(results: dict) -> str:
                          f"({r['frechet']:.1f} against {ddpm['frechet']:.1f}, real digits at {ddpm['floor']:.1f}; "
                          f"one sampling run each).")
     samplers = {p: get(f"sample/ddim-50@{p}") for p in results["config"].get("compared_precisions", ())}
-    if samplers.get("fp32") and samplers.get("bf16"):
+    if samplers.get("fp32") and samplers.get("bf16") and samplers["bf16"].get("chosen", "bf16") == "bf16":
         a, b = samplers["fp32"], samplers["bf16"]
         lines.append(f"- **Sampling in bf16**: DDIM-50 at {b['ms_per_step']:.1f} ms per call against "
                      f"{a['ms_per_step']:.1f} in float32 ({a['ms_per_step'] / b['ms_per_step']:.2f}×), Fréchet "

@@ -222,8 +222,9 @@ def test_committed_tables_are_the_report_of_the_committed_results(path):
         assert (path.parent / f"{name}.md").read_text() == text, f"{name}.md differs from its results.json"
 
 
-def test_the_book_page_includes_every_table_of_the_committed_cpu_run():
-    assert (ROOT / "benchmarks" / "results" / "cpu" / "results.json").exists()
+@pytest.mark.parametrize("run", ["cpu", "cpu-no-bf16"])
+def test_the_book_page_includes_every_table_of_each_committed_cpu_run(run):
+    assert (ROOT / "benchmarks" / "results" / run / "results.json").exists()
     page = (ROOT / "book" / "performance.md").read_text()
     for name in report.FRAGMENTS:
-        assert f"```{{include}} ../benchmarks/results/cpu/{name}.md" in page, name
+        assert f"```{{include}} ../benchmarks/results/{run}/{name}.md" in page, name
