@@ -139,25 +139,26 @@ def _network(image_shape, num_classes) -> UNetConfig:
 def measure_images_per_s(unet: UNetConfig, batch_size: int, device: torch.device | str | None = None,
                          steps: int = 3) -> float:
     """Training images per second of ``UNet(unet)`` at ``batch_size`` on ``device``, in the precision that
-    ``precision="auto"`` would train in: a few timed steps of :func:`~ddpm_utils.training.train` on random
-    images in each candidate precision, after one warm-up step each, and the rate of the one chosen."""
+    ``precision="auto"`` trains in: one short :func:`~ddpm_utils.training.train` run with ``"auto"`` on
+    random images (its trial of the candidate precisions, one more step, then ``steps`` timed steps) and
+    the rate of its last ``steps`` steps. A later ``"auto"`` run of the same network and batch in this
+    Python session reuses the precision this run chose, without a trial of its own."""
     from .models import UNet
-    from .precision import candidates, choose
+    from .precision import candidates, trial_order
     from .training import train
 
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     images = torch.rand(batch_size, unet.in_channels, unet.image_size, unet.image_size, device=device) * 2 - 1
     labels = torch.zeros(batch_size, dtype=torch.long, device=device) if unet.num_classes else None
-    seconds = {}
-    for precision in candidates(device):
-        torch.manual_seed(0)
-        model = UNet(unet).to(device)
-        config = TrainConfig(steps=1 + steps, batch_size=batch_size, check_every=1, ema_decay=0.0,
-                             precision=precision)
-        result = train(model, make_schedule("linear").to(device), images, config, labels=labels, progress=False)
-        marks = dict(result.timeline)
-        seconds[precision] = (marks[1 + steps] - marks[1]) / steps
-    return batch_size / seconds[choose(seconds).precision]
+    options = candidates(device)
+    trial = len(trial_order(options, TrainConfig().auto_trial_steps)) if len(options) > 1 else 0
+    total = trial + 1 + steps  # with a choice already made in this session there is no trial: these steps just train
+    torch.manual_seed(0)
+    config = TrainConfig(steps=total, batch_size=batch_size, check_every=1, ema_decay=0.0, precision="auto")
+    result = train(UNet(unet).to(device), make_schedule("linear").to(device), images, config, labels=labels,
+                   progress=False)
+    marks = dict(result.timeline)
+    return batch_size * steps / (marks[total] - marks[total - steps])
 
 
 def plan_run(

@@ -131,6 +131,7 @@ def test_measure_images_per_s_reports_the_precision_auto_would_choose(monkeypatc
     import ddpm_utils.training as training
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: bf16_instructions)
+    precision.forget_choices()  # no choice left by an earlier test: this run's trial decides
     clock = {"now": 0.0}
     real_autocast = training.autocast
 
@@ -142,3 +143,4 @@ def test_measure_images_per_s_reports_the_precision_auto_would_choose(monkeypatc
     monkeypatch.setattr(training.time, "perf_counter", lambda: clock["now"])
     tiny = du.models.UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention=False)
     assert measure_images_per_s(tiny, 4, "cpu", steps=2) == pytest.approx(expected)
+    precision.forget_choices()
