@@ -122,7 +122,7 @@ def machine_md(results: dict) -> str:
         f"- **Software**: Python {m['python']}, torch {m['torch']}, diffusers {m['diffusers']}",
         "- **Data**: " + "; ".join(sorted(results["data_source"].split("; "), key=lambda s: ("test split" in s, s))),
         f"- **Timing**: each training row runs {c['warmup_steps']} untimed warm-up steps (and the trial of "
-        f"`\"auto\"`), then {c['repeats']} timed windows of {c['timed_steps']} steps; each sampler generates "
+        f"`\"auto\"` where it has more than one candidate), then {c['repeats']} timed windows of {c['timed_steps']} steps; each sampler generates "
         f"{c['sample_batches']} batches of {c['sample_batch']} images",
         f"- **Run**: preset `{results['preset']}`, {results['date']}, {results['wall_seconds'] / 60:.1f} min in all"
         + (f", code at commit {results['commit']}" if results.get("commit") else ""),
@@ -189,7 +189,7 @@ def training_md(results: dict) -> str:
             "—" if versus is None else ("yes" if versus else "no"),
         ])
     repeats = config.get("repeats", 1)
-    header = ["training step", f"images/s, median (min–max of {repeats})", "× textbook", "differs from fp32?"]
+    header = ["training step", f"images/s, median (min–max of {repeats})", "× textbook", "differs from package, fp32?"]
     return table(header, rows)
 
 
@@ -466,7 +466,7 @@ def findings_md(results: dict) -> str:
                          f"{step['share_of_ceiling']:.0%} of this machine's fastest {step.get('precision', name)} "
                          f"matrix product ({profile['ceilings'][step.get('precision', name)] / 1e9:,.0f} "
                          f"GFLOP/s); the largest operator by self time is {op_name(top['op'])} ({top['share']:.0%} "
-                         f"of the step), attention forward and backward take {attention:.0%}.")
+                         f"of the step), and the attention operators among the ten largest take {attention:.0%}.")
     if profile and profile.get("emulated_bf16"):
         e = profile["emulated_bf16"]
         lines.append(f"- **No bf16 instructions on this CPU**: a {e['size']}² bf16 matrix product ran at "
