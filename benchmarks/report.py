@@ -462,7 +462,7 @@ def findings_md(results: dict) -> str:
                 continue
             top = step["top"][0]
             attention = sum(e["share"] for e in step["top"] if "scaled_dot_product" in e["op"])
-            lines.append(f"- **Where the time goes, {name} step**: {step['flops_per_s'] / 1e9:,.0f} GFLOP/s, "
+            lines.append(f"- **Where the time goes, the step in {name}**: {step['flops_per_s'] / 1e9:,.0f} GFLOP/s, "
                          f"{step['share_of_ceiling']:.0%} of this machine's fastest {step.get('precision', name)} "
                          f"matrix product ({profile['ceilings'][step.get('precision', name)] / 1e9:,.0f} "
                          f"GFLOP/s); the largest operator by self time is {op_name(top['op'])} ({top['share']:.0%} "
